@@ -1,0 +1,40 @@
+"""streammix: Gaussian mixture models for data larger than memory.
+
+Fit, score, sample and flag outliers with Gaussian mixtures over chunked
+Zarr or dask arrays, on a laptop or a Dask cluster. Importing streammix starts
+nothing: no client, no cluster, no threads.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import (
+    ConvergenceWarning,
+    DegenerateComponentError,
+    InvalidInputError,
+    InvalidParameterError,
+    ModelFileError,
+    NotFittedError,
+    StreammixError,
+)
+from .io.modelfile import load
+from .mixture import GaussianMixture
+
+try:
+    __version__ = version("streammix")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ConvergenceWarning",
+    "DegenerateComponentError",
+    "GaussianMixture",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "ModelFileError",
+    "NotFittedError",
+    "StreammixError",
+    "__version__",
+    "load",
+]

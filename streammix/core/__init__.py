@@ -1,0 +1,1 @@
+"""Math layer: statistics, covariance families, kernels, M-step (numpy/scipy only)."""

@@ -1,0 +1,202 @@
+"""The interface every covariance family implements.
+
+Layer: math (numpy/scipy only).
+
+A family owns everything that depends on the shape of the covariances: the
+parameter algebra in original units (Cholesky factors of precisions, dense
+covariances, marginals, parameter counts), the E-step in frame units (how a
+block of rows turns into per-component log-densities and into sums), and the
+M-step (how sums turn back into covariances). Nothing outside the families
+branches on a family's name; :mod:`streammix.core.families` maps names to
+instances.
+
+Kernel conventions: a block arrives in frame units and transposed, ``y`` of
+shape ``(n_features, n_rows)`` in the data dtype; ``features(y)`` builds the
+matrix ``F`` that both GEMMs of the kernel read; ``log_joint`` returns
+``log w_k + log N(x | k)`` of shape ``(n_components, n_rows)`` in original
+units; ``add_block_sums`` accumulates ``F @ resp.T`` (or the family's
+equivalent) into a float64 accumulator.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..frame import Frame
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+class CholeskyFailure(Exception):
+    """Some components' covariances are not positive definite."""
+
+    def __init__(self, components: tuple[int, ...]) -> None:
+        super().__init__(components)
+        self.components = components
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Prepared:
+    """Per-iteration constants a kernel needs, in frame units and the data dtype.
+
+    ``linear`` and ``const`` have family-defined meanings; ``extra`` is an
+    optional third array (the tied family's shared Cholesky factor).
+    """
+
+    family: CovarianceFamily
+    linear: np.ndarray
+    const: np.ndarray
+    extra: np.ndarray | None
+    frame: Frame
+    dtype: np.dtype
+
+    @property
+    def n_components(self) -> int:
+        return int(self.const.shape[0])
+
+
+class CovarianceFamily(ABC):
+    """One covariance structure: ``full``, ``tied``, ``diag``, ``spherical``, ..."""
+
+    name: ClassVar[str]
+
+    def __repr__(self) -> str:
+        return f"<covariance family {self.name!r}>"
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        # Families are singletons; travel between processes by name.
+        from . import get_family
+
+        return (get_family, (self.name,))
+
+    # ----------------------------------------------------------- shapes
+    @abstractmethod
+    def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        """Shape of ``covariances_`` (and of ``precisions_cholesky_``)."""
+
+    @abstractmethod
+    def s2_shapes(self, n_components: int, n_features: int) -> tuple[tuple[int, ...], ...]:
+        """Shapes of the second-order statistics in :class:`SufficientStats`."""
+
+    @abstractmethod
+    def n_covariance_parameters(self, n_components: int, n_features: int) -> int:
+        """Free parameters in the covariances, for BIC and AIC."""
+
+    # ------------------------------------------------ parameter algebra
+    @abstractmethod
+    def precision_cholesky(self, covariances: np.ndarray) -> np.ndarray:
+        """Upper factors ``L`` with ``precision = L L^T``; raises :class:`CholeskyFailure`."""
+
+    @abstractmethod
+    def covariances_from_precision_cholesky(self, prec_chol: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`precision_cholesky`."""
+
+    @abstractmethod
+    def precisions(self, prec_chol: np.ndarray) -> np.ndarray:
+        """``precisions_`` in scikit-learn's layout."""
+
+    @abstractmethod
+    def precision_cholesky_from_precisions(self, precisions: np.ndarray) -> np.ndarray:
+        """Factors of given precision matrices; raises :class:`CholeskyFailure`."""
+
+    @abstractmethod
+    def log_det_cholesky(self, prec_chol: np.ndarray, n_features: int) -> np.ndarray:
+        """``log det L_k`` for every component, shape ``(n_components,)`` or broadcastable."""
+
+    @abstractmethod
+    def dense(self, covariances: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+        """Covariances as ``(n_components, n_features, n_features)`` matrices."""
+
+    @abstractmethod
+    def marginal(self, covariances: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Covariances of the sub-vector ``x[features]``, in this family's layout."""
+
+    def check_shape(self, array: np.ndarray, n_components: int, n_features: int, what: str) -> None:
+        expected = self.covariance_shape(n_components, n_features)
+        if array.shape != expected:
+            raise ValueError(
+                f"The parameter {what!r} should have the shape {expected} for "
+                f"covariance_type={self.name!r}, but got {array.shape}."
+            )
+
+    @abstractmethod
+    def check_positive_definite(self, matrices: np.ndarray, what: str) -> None:
+        """Raise ``ValueError`` unless ``matrices`` are symmetric positive definite."""
+
+    # ----------------------------------------------------- E-step kernel
+    @abstractmethod
+    def prepare(
+        self,
+        weights: np.ndarray,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
+        frame: Frame,
+        dtype: np.dtype,
+    ) -> Prepared:
+        """Kernel constants for one iteration, in frame units and ``dtype``."""
+
+    @abstractmethod
+    def features(self, y: np.ndarray) -> np.ndarray:
+        """The matrix both GEMMs of the kernel read; ``y`` is ``(n_features, n_rows)``."""
+
+    @abstractmethod
+    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> np.ndarray:
+        """``log w_k + log N(x_i | k)`` of shape ``(n_components, n_rows)``."""
+
+    @abstractmethod
+    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        """Shape of the float64 accumulator of :meth:`add_block_sums`."""
+
+    @abstractmethod
+    def add_block_sums(
+        self, acc: np.ndarray, F: np.ndarray, y: np.ndarray, resp: np.ndarray
+    ) -> None:
+        """``acc += `` this block's first- and second-order sums."""
+
+    @abstractmethod
+    def split_sums(
+        self, acc: np.ndarray, n_components: int, n_features: int
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """The accumulator as ``(s1, s2)`` in :class:`SufficientStats` layout."""
+
+    # ------------------------------------------------------------ M-step
+    @abstractmethod
+    def covariances_from_stats(
+        self,
+        s0: np.ndarray,
+        means: np.ndarray,
+        s2: tuple[np.ndarray, ...],
+        reg: float,
+    ) -> np.ndarray:
+        """Covariances in frame units; ``s0`` already includes the ``10 eps`` guard
+        and ``means`` are ``s1 / s0`` in frame units."""
+
+    # ------------------------------------------------- shared helpers
+    @staticmethod
+    def _const(
+        weights: np.ndarray,
+        log_det: np.ndarray,
+        quad_means: np.ndarray,
+        n_features: int,
+        frame: Frame,
+    ) -> np.ndarray:
+        """``log w_k + log det L'_k - m'^T P' m' / 2 - D/2 log 2 pi - D log scale``."""
+        with np.errstate(divide="ignore"):
+            log_w = np.log(weights)
+        return (
+            log_w
+            + log_det
+            - 0.5 * quad_means
+            - 0.5 * n_features * LOG_2PI
+            - n_features * frame.log_scale
+        )
+
+
+def frame_means(means: np.ndarray, frame: Frame) -> np.ndarray:
+    """Means in frame units."""
+    return (np.asarray(means, dtype=np.float64) - frame.shift) / frame.scale

@@ -1,0 +1,123 @@
+"""One full covariance matrix shared by all components.
+
+Layer: math (numpy/scipy only).
+
+Kernel: with the shared factor ``L'``, ``log N(x | k) = (P'm'_k)^T y
+- |L'^T y|^2 / 2 + const_k``; the first term is one GEMM over components, the
+second is shared by all of them. The sums are ``y @ resp.T`` (first order) and
+the unweighted scatter ``y @ y.T``: the M-step subtracts the components' mean
+outer products from the total scatter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..frame import Frame
+from .base import CholeskyFailure, CovarianceFamily, Prepared, frame_means
+from .full import check_spd, cholesky_upper_precisions
+
+
+class TiedCovariance(CovarianceFamily):
+    name = "tied"
+
+    def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_features, n_features)
+
+    def s2_shapes(self, n_components: int, n_features: int) -> tuple[tuple[int, ...], ...]:
+        return ((n_features, n_features),)
+
+    def n_covariance_parameters(self, n_components: int, n_features: int) -> int:
+        return n_features * (n_features + 1) // 2
+
+    def precision_cholesky(self, covariances: np.ndarray) -> np.ndarray:
+        try:
+            return cholesky_upper_precisions(covariances[None])[0]
+        except CholeskyFailure:
+            raise CholeskyFailure(()) from None
+
+    def covariances_from_precision_cholesky(self, prec_chol: np.ndarray) -> np.ndarray:
+        inv = np.linalg.inv(prec_chol)
+        return inv.T @ inv
+
+    def precisions(self, prec_chol: np.ndarray) -> np.ndarray:
+        return prec_chol @ prec_chol.T
+
+    def precision_cholesky_from_precisions(self, precisions: np.ndarray) -> np.ndarray:
+        try:
+            c = np.linalg.cholesky(precisions[::-1, ::-1])
+        except np.linalg.LinAlgError:
+            raise CholeskyFailure(()) from None
+        return c[::-1, ::-1]
+
+    def log_det_cholesky(self, prec_chol: np.ndarray, n_features: int) -> np.ndarray:
+        return np.sum(np.log(np.diag(prec_chol)))
+
+    def dense(self, covariances: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+        return np.broadcast_to(covariances, (n_components, n_features, n_features)).copy()
+
+    def marginal(self, covariances: np.ndarray, features: np.ndarray) -> np.ndarray:
+        return covariances[np.ix_(features, features)]
+
+    def check_positive_definite(self, matrices: np.ndarray, what: str) -> None:
+        check_spd(matrices, what)
+
+    def prepare(
+        self,
+        weights: np.ndarray,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
+        frame: Frame,
+        dtype: np.dtype,
+    ) -> Prepared:
+        d = means.shape[1]
+        m = frame_means(means, frame)
+        L = prec_chol * frame.scale
+        Pm = m @ (L @ L.T)
+        const = self._const(
+            weights,
+            np.full(means.shape[0], self.log_det_cholesky(L, d)),
+            np.sum(m * Pm, axis=1),
+            d,
+            frame,
+        )
+        return Prepared(self, Pm.astype(dtype), const, L.T.astype(dtype), frame, np.dtype(dtype))
+
+    def features(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> np.ndarray:
+        assert prep.extra is not None
+        z = prep.extra @ y
+        lp = prep.linear @ y
+        lp -= 0.5 * np.einsum("ij,ij->j", z, z)
+        lp += prep.const.astype(lp.dtype)[:, None]
+        return lp
+
+    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_features, n_components + n_features)
+
+    def add_block_sums(
+        self, acc: np.ndarray, F: np.ndarray, y: np.ndarray, resp: np.ndarray
+    ) -> None:
+        k = resp.shape[0]
+        acc[:, :k] += y @ resp.T
+        acc[:, k:] += y @ y.T
+
+    def split_sums(
+        self, acc: np.ndarray, n_components: int, n_features: int
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        k = n_components
+        return np.ascontiguousarray(acc[:, :k].T), (acc[:, k:].copy(),)
+
+    def covariances_from_stats(
+        self,
+        s0: np.ndarray,
+        means: np.ndarray,
+        s2: tuple[np.ndarray, ...],
+        reg: float,
+    ) -> np.ndarray:
+        between = (s0[:, None] * means).T @ means
+        cov = (s2[0] - between) / s0.sum()
+        cov[np.diag_indices_from(cov)] += reg
+        return cov

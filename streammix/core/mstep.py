@@ -1,0 +1,142 @@
+"""The M-step: sufficient statistics in, parameters out, with the degeneracy policy.
+
+Layer: math (numpy/scipy only).
+
+Policy for a degenerate component (``on_degenerate``):
+
+* A component is *degenerate* when its covariance, after adding ``reg_covar``,
+  is not positive definite (it collapsed onto too few distinct rows, or onto a
+  lower-dimensional subspace), or when its weight falls below
+  ``EMPTY_WEIGHT`` (it explains no data).
+* ``"error"`` (default) raises :class:`~streammix.errors.DegenerateComponentError`
+  naming the components and the remedies.
+* ``"reseed"`` replaces each degenerate component by half of the heaviest
+  healthy component, split along that component's principal axis, and
+  continues; a tied covariance that is singular cannot be reseeded and raises.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..errors import DegenerateComponentError
+from .families import CholeskyFailure, CovarianceFamily
+from .params import MixtureParams
+from .stats import SufficientStats
+
+logger = logging.getLogger("streammix")
+
+EMPTY_WEIGHT = 1e-10
+_EPS = 10 * np.finfo(np.float64).eps  # added to every count, as scikit-learn does
+
+DEGENERATE_POLICIES = ("error", "reseed")
+
+
+def degenerate_message(components: tuple[int, ...], family: CovarianceFamily) -> str:
+    which = (
+        "the shared (tied) covariance"
+        if family.name == "tied"
+        else "component"
+        + ("s " if len(components) > 1 else " ")
+        + ", ".join(str(c) for c in components)
+    )
+    return (
+        f"Fitting the mixture model failed because {which} ended with an ill-defined "
+        "covariance (collapsed onto a single row, a few identical rows or a subspace, or "
+        "left empty). Try fewer components, a larger reg_covar, scaled input data, or "
+        "on_degenerate='reseed'."
+    )
+
+
+def _frame_params(
+    stats: SufficientStats, family: CovarianceFamily, reg_covar: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights, means and covariances in frame units."""
+    nk = stats.s0 + _EPS
+    weights = nk / nk.sum()
+    means = stats.s1 / nk[:, None]
+    reg = reg_covar / stats.frame.scale**2
+    cov = family.covariances_from_stats(nk, means, stats.s2, reg)
+    return weights, means, cov
+
+
+def _to_original(
+    family: CovarianceFamily,
+    stats: SufficientStats,
+    weights: np.ndarray,
+    means: np.ndarray,
+    cov: np.ndarray,
+) -> MixtureParams:
+    """Frame-unit parameters to original units; raises ``CholeskyFailure``."""
+    frame = stats.frame
+    bad_weight = tuple(int(k) for k in np.flatnonzero(weights < EMPTY_WEIGHT))
+    if bad_weight and family.name != "tied":
+        raise CholeskyFailure(bad_weight)
+    prec_chol = family.precision_cholesky(cov) / frame.scale
+    return MixtureParams(
+        family,
+        weights,
+        frame.shift + frame.scale * means,
+        cov * frame.scale**2,
+        prec_chol,
+    )
+
+
+def _split_into(
+    family: CovarianceFamily,
+    weights: np.ndarray,
+    means: np.ndarray,
+    cov: np.ndarray,
+    bad: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    weights, means, cov = weights.copy(), means.copy(), cov.copy()
+    k, d = means.shape
+    dense = family.dense(cov, k, d)
+    healthy = [i for i in range(k) if i not in bad]
+    for b in bad:
+        h = max(healthy, key=lambda i: weights[i])
+        vals, vecs = np.linalg.eigh(dense[h])
+        step = np.sqrt(max(vals[-1], 0.0)) * vecs[:, -1]
+        means[b] = means[h] + step
+        means[h] = means[h] - step
+        weights[b] = weights[h] = weights[h] / 2.0
+        cov[b] = cov[h]
+        healthy.append(b)
+    return weights / weights.sum(), means, cov
+
+
+def m_step(
+    stats: SufficientStats,
+    family: CovarianceFamily,
+    reg_covar: float,
+    on_degenerate: str = "error",
+) -> MixtureParams:
+    """New parameters from statistics.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+    family : CovarianceFamily
+    reg_covar : float
+        Added to the diagonal of every covariance, in original units.
+    on_degenerate : {"error", "reseed"}
+
+    Raises
+    ------
+    DegenerateComponentError
+    """
+    weights, means, cov = _frame_params(stats, family, reg_covar)
+    try:
+        return _to_original(family, stats, weights, means, cov)
+    except CholeskyFailure as failure:
+        bad = failure.components
+    if on_degenerate != "reseed" or family.name == "tied" or len(bad) >= len(weights):
+        raise DegenerateComponentError(degenerate_message(bad, family))
+    logger.warning("re-seeding degenerate component(s) %s by splitting the heaviest", bad)
+    weights, means, cov = _split_into(family, weights, means, cov, bad)
+    try:
+        return _to_original(family, stats, weights, means, cov)
+    except CholeskyFailure as failure:
+        raise DegenerateComponentError(degenerate_message(failure.components, family)) from None

@@ -1,0 +1,100 @@
+"""The parameters of a fitted Gaussian mixture, as one immutable value.
+
+Layer: math (numpy/scipy only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .families import CovarianceFamily, Prepared
+from .frame import Frame
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MixtureParams:
+    """Weights, means and covariances of a mixture, in original units.
+
+    Parameters
+    ----------
+    family : CovarianceFamily
+    weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray
+        In the family's layout (scikit-learn's ``covariances_``).
+    precisions_cholesky : ndarray
+        Upper factors ``L`` with ``precision = L L^T``, same layout.
+    """
+
+    family: CovarianceFamily
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+
+    @classmethod
+    def from_covariances(
+        cls,
+        family: CovarianceFamily,
+        weights: np.ndarray,
+        means: np.ndarray,
+        covariances: np.ndarray,
+    ) -> MixtureParams:
+        """Parameters with their precision factors computed; raises ``CholeskyFailure``."""
+        covariances = np.asarray(covariances, dtype=np.float64)
+        return cls(
+            family,
+            np.asarray(weights, dtype=np.float64),
+            np.asarray(means, dtype=np.float64),
+            covariances,
+            family.precision_cholesky(covariances),
+        )
+
+    @property
+    def n_components(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.means.shape[1])
+
+    @property
+    def precisions(self) -> np.ndarray:
+        return self.family.precisions(self.precisions_cholesky)
+
+    def dense_covariances(self) -> np.ndarray:
+        """Covariances as ``(n_components, n_features, n_features)``."""
+        return self.family.dense(self.covariances, self.n_components, self.n_features)
+
+    def n_parameters(self) -> int:
+        """Free parameters: covariances, means and ``n_components - 1`` weights."""
+        k, d = self.means.shape
+        return self.family.n_covariance_parameters(k, d) + k * d + k - 1
+
+    def prepare(self, frame: Frame, dtype: np.dtype | type) -> Prepared:
+        """Kernel constants for rows of ``dtype`` in ``frame``."""
+        dt = np.dtype(dtype)
+        return self.family.prepare(
+            self.weights, self.means, self.precisions_cholesky, frame.for_dtype(dt), dt
+        )
+
+    def spread(self) -> float:
+        """A length of the order of the components' spread (for choosing a frame)."""
+        dense = self.dense_covariances()
+        return float(np.sqrt(np.mean(np.trace(dense, axis1=1, axis2=2)) / self.n_features))
+
+    def allclose(self, other: MixtureParams, rtol: float = 1e-9, atol: float = 0.0) -> bool:
+        return (
+            self.family is other.family
+            and self.means.shape == other.means.shape
+            and all(
+                np.allclose(a, b, rtol=rtol, atol=atol)
+                for a, b in (
+                    (self.weights, other.weights),
+                    (self.means, other.means),
+                    (self.covariances, other.covariances),
+                )
+            )
+        )

@@ -1,0 +1,153 @@
+"""Sufficient statistics of a Gaussian mixture: values that add.
+
+Layer: math (numpy only; no dask, no files).
+
+Statistics are taken in the coordinates of a :class:`~streammix.core.frame.Frame`,
+``y = (x - shift) / scale``, chosen once per fit so that ``|y|`` is of the order
+of one: no raw-moment cancellation when the data sit far from the origin, and
+no overflow when they are huge. For responsibilities ``r_ik`` they are::
+
+    n      = number of rows summed (float, so that blends stay exact)
+    loglik = sum_i log p(x_i)            (original units)
+    s0_k   = sum_i r_ik
+    s1_k   = sum_i r_ik y_i
+    s2     = family-specific second-order sums of y, e.g.
+             sum_i r_ik y_i y_i^T for full covariances
+
+They are sums, so a chunk's statistics are computed independently and added;
+``+`` is associative and commutative up to floating-point rounding, ``zero`` is
+its identity and ``scale`` supports the blends of online EM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .frame import Frame
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SufficientStats:
+    """Per-component sums over rows, in float64, in the coordinates of ``frame``.
+
+    Parameters
+    ----------
+    n : float
+        Rows summed (after any scaling).
+    loglik : float
+        Sum of the rows' log-likelihoods under the parameters that produced
+        the responsibilities.
+    s0 : ndarray of shape (n_components,)
+    s1 : ndarray of shape (n_components, n_features)
+    s2 : tuple of ndarray
+        Second-order sums whose shapes the covariance family defines.
+    frame : Frame
+        The coordinates; statistics taken in different frames never add.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from streammix.core.frame import Frame
+    >>> a = SufficientStats.zero(2, 3, ((2, 3),), Frame(np.zeros(3), 1.0))
+    >>> (a + a).s0
+    array([0., 0.])
+    """
+
+    n: float
+    loglik: float
+    s0: np.ndarray
+    s1: np.ndarray
+    s2: tuple[np.ndarray, ...]
+    frame: Frame
+
+    @classmethod
+    def zero(
+        cls,
+        n_components: int,
+        n_features: int,
+        s2_shapes: Iterable[tuple[int, ...]],
+        frame: Frame,
+    ) -> SufficientStats:
+        """The identity of ``+`` for the given shapes."""
+        return cls(
+            n=0.0,
+            loglik=0.0,
+            s0=np.zeros(n_components),
+            s1=np.zeros((n_components, n_features)),
+            s2=tuple(np.zeros(s) for s in s2_shapes),
+            frame=frame,
+        )
+
+    @property
+    def n_components(self) -> int:
+        return int(self.s0.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.s1.shape[1])
+
+    def _check_compatible(self, other: SufficientStats) -> None:
+        if (
+            self.s1.shape != other.s1.shape
+            or len(self.s2) != len(other.s2)
+            or any(a.shape != b.shape for a, b in zip(self.s2, other.s2, strict=True))
+        ):
+            raise ValueError("cannot add statistics of different shapes")
+        if self.frame != other.frame:
+            raise ValueError("cannot add statistics taken in different frames")
+
+    def __add__(self, other: SufficientStats) -> SufficientStats:
+        if not isinstance(other, SufficientStats):
+            return NotImplemented
+        self._check_compatible(other)
+        return SufficientStats(
+            n=self.n + other.n,
+            loglik=self.loglik + other.loglik,
+            s0=self.s0 + other.s0,
+            s1=self.s1 + other.s1,
+            s2=tuple(a + b for a, b in zip(self.s2, other.s2, strict=True)),
+            frame=self.frame,
+        )
+
+    def scale(self, factor: float) -> SufficientStats:
+        """Every sum multiplied by ``factor`` (the frame is not a sum)."""
+        f = float(factor)
+        return SufficientStats(
+            n=self.n * f,
+            loglik=self.loglik * f,
+            s0=self.s0 * f,
+            s1=self.s1 * f,
+            s2=tuple(a * f for a in self.s2),
+            frame=self.frame,
+        )
+
+    def blend(self, other: SufficientStats, step: float) -> SufficientStats:
+        """``(1 - step) * self + step * other``, the stepwise-EM update."""
+        return self.scale(1.0 - step) + other.scale(step)
+
+    def allclose(self, other: SufficientStats, rtol: float = 1e-9, atol: float = 0.0) -> bool:
+        """Equality up to rounding, for tests of the algebra."""
+        try:
+            self._check_compatible(other)
+        except ValueError:
+            return False
+        pairs = [
+            (np.array(self.n), np.array(other.n)),
+            (np.array(self.loglik), np.array(other.loglik)),
+            (self.s0, other.s0),
+            (self.s1, other.s1),
+            *zip(self.s2, other.s2, strict=True),
+        ]
+        return all(np.allclose(a, b, rtol=rtol, atol=atol) for a, b in pairs)
+
+
+def total(parts: Iterable[SufficientStats]) -> SufficientStats:
+    """Sum of a non-empty sequence of statistics, left to right."""
+    it = iter(parts)
+    acc = next(it)
+    for p in it:
+        acc = acc + p
+    return acc

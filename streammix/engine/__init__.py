@@ -1,0 +1,1 @@
+"""Engine layer: dask graphs over chunks built from the math layer."""

@@ -1,0 +1,145 @@
+"""Batch EM over chunks: one pass (one ``compute``) per iteration for all restarts.
+
+Layer: engine (dask + numpy).
+
+Each iteration maps the E-step kernel over the chunks, tree-reduces the
+statistics and runs the M-step on the client. Several runs (restarts, or
+candidates of a model selection) advance together, so one read of a chunk
+serves all of them; a run that has converged drops out. The state of every run
+is a value (:class:`RunState`) that a front end can checkpoint after each
+iteration and hand back to resume.
+
+Convergence follows scikit-learn: the lower bound of an iteration is the mean
+log-likelihood under the parameters that iteration started from; a run has
+converged when it changed by less than ``tol`` from the previous iteration.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..core.families import CovarianceFamily, Prepared
+from ..core.frame import Frame
+from ..core.kernel import estep
+from ..core.mstep import m_step
+from ..core.params import MixtureParams
+from ..core.stats import SufficientStats
+from .data import ChunkedData
+from .init import add_tuples
+
+logger = logging.getLogger("streammix")
+
+
+@dataclass(frozen=True, slots=True)
+class EMSettings:
+    family: CovarianceFamily
+    reg_covar: float
+    tol: float
+    max_iter: int
+    on_degenerate: str = "error"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RunState:
+    """Where one EM run stands: its parameters and the lower bound of every iteration."""
+
+    params: MixtureParams
+    lower_bounds: tuple[float, ...] = ()
+    converged: bool = False
+
+    @property
+    def n_iter(self) -> int:
+        return len(self.lower_bounds)
+
+    @property
+    def lower_bound(self) -> float:
+        return self.lower_bounds[-1] if self.lower_bounds else -np.inf
+
+
+@dataclass(frozen=True, slots=True)
+class IterationReport:
+    """What a front end sees after every iteration."""
+
+    iteration: int
+    states: tuple[RunState, ...]
+    seconds: float
+
+    @property
+    def best(self) -> RunState:
+        return max(self.states, key=lambda s: s.lower_bound)
+
+
+def estep_chunk(
+    X: np.ndarray, offset: int, preps: tuple[Prepared, ...]
+) -> tuple[SufficientStats, ...]:
+    """The per-chunk task of an EM pass."""
+    return estep(X, preps)
+
+
+def estep_pass(
+    data: ChunkedData, params: Sequence[MixtureParams], frame: Frame
+) -> tuple[SufficientStats, ...]:
+    """Statistics of all the data under each parameter set, in one pass."""
+    preps = tuple(p.prepare(frame, data.dtype) for p in params)
+    return tuple(data.map_reduce(estep_chunk, preps, combine=add_tuples, label="EM"))
+
+
+def run_em(
+    data: ChunkedData,
+    states: Sequence[RunState],
+    frame: Frame,
+    settings: EMSettings,
+    on_iteration: Callable[[IterationReport], None] | None = None,
+    start_iteration: int = 0,
+) -> list[RunState]:
+    """Advance every run until it converges or ``settings.max_iter`` iterations have run.
+
+    Parameters
+    ----------
+    data : ChunkedData
+    states : sequence of RunState
+        Fresh runs (no lower bounds yet) or runs restored from a checkpoint.
+    frame : Frame
+        The fit's working coordinates (shared by all runs).
+    settings : EMSettings
+    on_iteration : callable, optional
+        Called with an :class:`IterationReport` after every iteration.
+    start_iteration : int
+        Iterations already done (when resuming).
+    """
+    states = list(states)
+    for iteration in range(start_iteration + 1, settings.max_iter + 1):
+        active = [i for i, s in enumerate(states) if not s.converged]
+        if not active:
+            break
+        t0 = time.perf_counter()
+        stats = estep_pass(data, [states[i].params for i in active], frame)
+        for i, st in zip(active, stats, strict=True):
+            bound = st.loglik / st.n
+            change = bound - states[i].lower_bound
+            params = m_step(st, settings.family, settings.reg_covar, settings.on_degenerate)
+            states[i] = replace(
+                states[i],
+                params=params,
+                lower_bounds=(*states[i].lower_bounds, bound),
+                converged=bool(abs(change) < settings.tol),
+            )
+        seconds = time.perf_counter() - t0
+        logger.debug("EM iteration %d: %d run(s), %.3f s", iteration, len(active), seconds)
+        if on_iteration is not None:
+            on_iteration(IterationReport(iteration, tuple(states), seconds))
+    return states
+
+
+def best_run(states: Sequence[RunState]) -> int:
+    """Index of the run with the highest final lower bound (the first on ties)."""
+    best = 0
+    for i in range(1, len(states)):
+        if states[i].lower_bound > states[best].lower_bound or states[best].lower_bound == -np.inf:
+            best = i
+    return best

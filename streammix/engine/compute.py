@@ -1,0 +1,62 @@
+"""Running dask graphs: one place that calls ``dask.compute``.
+
+Layer: engine (dask + numpy).
+
+Two rules live here. BLAS runs single-threaded while tasks run in this
+process: each dask thread already occupies a core, and letting every GEMM
+spawn more threads oversubscribes the machine (measured: twice slower, and a
+GEMM stalled for seconds when another process held the second core). Worker
+processes of a distributed cluster get the same limit from dask's nanny
+(``OMP/OPENBLAS/MKL_NUM_THREADS=1``). And a front end (the CLI) can watch every
+computation through :func:`watching`, to draw progress bars.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dask
+from threadpoolctl import ThreadpoolController
+
+_controller: ThreadpoolController | None = None
+
+# A callable taking the collections about to be computed and returning a
+# context manager that is active while they run (e.g. a progress bar).
+_watcher: contextvars.ContextVar[Callable[[str, tuple[Any, ...]], Any] | None] = (
+    contextvars.ContextVar("streammix_watcher", default=None)
+)
+
+
+def _blas_controller() -> ThreadpoolController:
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """BLAS limited to one thread in this process while the block runs."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+@contextlib.contextmanager
+def watching(watcher: Callable[[str, tuple[Any, ...]], Any]) -> Iterator[None]:
+    """Route every computation of the block through ``watcher(label, collections)``."""
+    token = _watcher.set(watcher)
+    try:
+        yield
+    finally:
+        _watcher.reset(token)
+
+
+def compute(*collections: Any, label: str = "compute") -> tuple[Any, ...]:
+    """``dask.compute`` with single-threaded BLAS and the active watcher."""
+    watcher = _watcher.get()
+    ctx = watcher(label, collections) if watcher is not None else contextlib.nullcontext()
+    with single_threaded_blas(), ctx:
+        return dask.compute(*collections)

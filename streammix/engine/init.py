@@ -1,0 +1,239 @@
+"""Initial parameters over chunked data, for one or several restarts at once.
+
+Layer: engine (dask + numpy).
+
+``init_params`` follows scikit-learn's meanings, without an in-memory copy of
+the data:
+
+* ``"kmeans"``: k-means++ seeding and Lloyd refinement on a uniform sample of
+  rows, then Lloyd passes over all chunks until the centres settle, then one
+  pass of hard-assignment statistics and an M-step.
+* ``"k-means++"``: k-means++ seeding on the sample; each component starts on
+  its seed row with covariance ``reg_covar``.
+* ``"random"``: uniform random responsibilities for every row (drawn per row,
+  so they do not depend on the chunking) and an M-step.
+* ``"random_from_data"``: random rows as means, covariance ``reg_covar``.
+
+``weights_init``, ``means_init`` and ``precisions_init`` override what the
+method produced. When ``means_init`` is given without ``precisions_init``, the
+starting covariances come from assigning every row to its nearest given mean
+(one pass), rather than from an unrelated k-means run.
+
+All restarts share one sample and one frame; each pass serves all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._random import draw_entropy, row_uniform
+from ..core import kmeans
+from ..core.families import CovarianceFamily
+from ..core.frame import Frame, frame_of_parameters, make_frame
+from ..core.kernel import hard_estep, weighted_estep
+from ..core.mstep import m_step
+from ..core.params import MixtureParams
+from ..core.stats import SufficientStats
+from .data import ChunkedData, NonFiniteInput
+
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+# Rows drawn for seeding k-means and choosing the frame.
+SAMPLE_ROWS = 20_000
+# Lloyd passes over all chunks after refinement on the sample.
+MAX_LLOYD_PASSES = 20
+LLOYD_TOL = 1e-4
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class InitSpec:
+    """What the user asked for: a method and optional fixed starting values."""
+
+    method: str
+    weights: np.ndarray | None = None
+    means: np.ndarray | None = None
+    precisions: np.ndarray | None = None
+
+    @property
+    def fully_given(self) -> bool:
+        return self.weights is not None and self.means is not None and self.precisions is not None
+
+
+def sample_size(n_rows: int, n_components: int) -> int:
+    return min(n_rows, max(SAMPLE_ROWS, 100 * n_components))
+
+
+def draw_sample(data: ChunkedData, n_components: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniform rows without replacement (all rows when the data are small), float64."""
+    m = sample_size(data.n_rows, n_components)
+    if m == data.n_rows:
+        rows = np.arange(data.n_rows)
+    else:
+        rows = np.sort(rng.choice(data.n_rows, size=m, replace=False))
+    sample = data.take(rows)
+    if not np.all(np.isfinite(sample)):
+        raise NonFiniteInput(data.first_nonfinite_row())
+    return sample
+
+
+def fit_frame(data: ChunkedData, sample: np.ndarray) -> Frame:
+    """The frame a fit works in: centred and scaled on the sample."""
+    return make_frame(sample, data.dtype)
+
+
+def params_frame(params: MixtureParams, dtype: np.dtype) -> Frame:
+    """A frame for continuing from known parameters."""
+    return frame_of_parameters(params.weights, params.means, params.spread()).for_dtype(dtype)
+
+
+# ------------------------------------------------------------------ chunk functions
+def _hard_chunk(
+    X: np.ndarray,
+    offset: int,
+    center_sets: tuple[np.ndarray, ...],
+    family: CovarianceFamily,
+    frame: Frame,
+) -> tuple[SufficientStats, ...]:
+    return tuple(hard_estep(X, c, family, frame) for c in center_sets)
+
+
+def _random_chunk(
+    X: np.ndarray,
+    offset: int,
+    entropies: tuple[int, ...],
+    n_components: int,
+    family: CovarianceFamily,
+    frame: Frame,
+) -> tuple[SufficientStats, ...]:
+    out = []
+    for e in entropies:
+        resp = row_uniform(e, offset, X.shape[0], n_components)
+        resp /= resp.sum(axis=1, keepdims=True)
+        out.append(weighted_estep(X, resp, family, frame))
+    return tuple(out)
+
+
+def _lloyd_chunk(
+    X: np.ndarray, offset: int, center_sets: tuple[np.ndarray, ...], frame: Frame
+) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    return kmeans.lloyd_sums(X, center_sets, frame)
+
+
+def add_tuples(a: tuple[SufficientStats, ...], b: tuple[SufficientStats, ...]) -> tuple:
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+# ---------------------------------------------------------------------- methods
+def _kmeans_centers(
+    data: ChunkedData,
+    sample_y: np.ndarray,
+    n_components: int,
+    frame: Frame,
+    rngs: Sequence[np.random.Generator],
+) -> tuple[np.ndarray, ...]:
+    centers = [
+        kmeans.lloyd(sample_y, kmeans.kmeans_plusplus(sample_y, n_components, rng)[0])
+        for rng in rngs
+    ]
+    if len(sample_y) == data.n_rows:
+        return tuple(centers)
+    threshold = LLOYD_TOL * float(np.mean(np.var(sample_y, axis=0)))
+    active = list(range(len(centers)))
+    for _ in range(MAX_LLOYD_PASSES):
+        sets = tuple(centers[i] for i in active)
+        sums = data.map_reduce(
+            _lloyd_chunk, sets, frame, combine=kmeans.add_lloyd_sums, label="k-means"
+        )
+        still = []
+        for i, (counts, total) in zip(active, sums, strict=True):
+            new = kmeans.update_centers(counts, total, centers[i])
+            if float(np.sum((new - centers[i]) ** 2)) > threshold:
+                still.append(i)
+            centers[i] = new
+        active = still
+        if not active:
+            break
+    return tuple(centers)
+
+
+def _seed_rows_stats(
+    rows: np.ndarray, family: CovarianceFamily, frame: Frame, dtype: np.dtype
+) -> SufficientStats:
+    """Statistics of ``k`` rows, each alone in its component."""
+    k = rows.shape[0]
+    return weighted_estep(rows.astype(dtype), np.eye(k), family, frame)
+
+
+def initial_params(
+    data: ChunkedData,
+    family: CovarianceFamily,
+    n_components: int,
+    spec: InitSpec,
+    reg_covar: float,
+    on_degenerate: str,
+    rngs: Sequence[np.random.Generator],
+) -> tuple[list[MixtureParams], Frame]:
+    """Starting parameters for each restart (one per generator) and the fit's frame."""
+    if spec.fully_given:
+        assert spec.weights is not None and spec.means is not None and spec.precisions is not None
+        prec_chol = family.precision_cholesky_from_precisions(spec.precisions)
+        cov = family.covariances_from_precision_cholesky(prec_chol)
+        p = MixtureParams(family, spec.weights, spec.means, cov, prec_chol)
+        return [p] * len(rngs), params_frame(p, data.dtype)
+
+    sample = draw_sample(data, n_components, rngs[0])
+    frame = fit_frame(data, sample)
+    sample_y = (sample - frame.shift) / frame.scale
+
+    if spec.means is not None:
+        given = (np.asarray(spec.means, dtype=np.float64) - frame.shift) / frame.scale
+        (stats,) = data.map_reduce(
+            _hard_chunk, (given,), family, frame, combine=add_tuples, label="init"
+        )
+        starts = [m_step(stats, family, reg_covar, on_degenerate)] * len(rngs)
+    elif spec.method == "kmeans":
+        centers = _kmeans_centers(data, sample_y, n_components, frame, rngs)
+        stats_all = data.map_reduce(
+            _hard_chunk, centers, family, frame, combine=add_tuples, label="init"
+        )
+        starts = [m_step(s, family, reg_covar, on_degenerate) for s in stats_all]
+    elif spec.method == "random":
+        entropies = tuple(draw_entropy(rng) for rng in rngs)
+        stats_all = data.map_reduce(
+            _random_chunk,
+            entropies,
+            n_components,
+            family,
+            frame,
+            combine=add_tuples,
+            label="init",
+        )
+        starts = [m_step(s, family, reg_covar, on_degenerate) for s in stats_all]
+    else:
+        starts = []
+        for rng in rngs:
+            if spec.method == "k-means++":
+                _, idx = kmeans.kmeans_plusplus(sample_y, n_components, rng)
+                rows = sample[idx]
+            else:
+                idx = rng.choice(data.n_rows, n_components, replace=False)
+                order = np.argsort(idx)
+                rows = np.empty((n_components, data.n_features))
+                rows[order] = data.take(idx[order])
+            stats = _seed_rows_stats(rows, family, frame, data.dtype)
+            starts.append(m_step(stats, family, reg_covar, on_degenerate))
+    return [_override(p, spec, family) for p in starts], frame
+
+
+def _override(p: MixtureParams, spec: InitSpec, family: CovarianceFamily) -> MixtureParams:
+    weights = p.weights if spec.weights is None else np.asarray(spec.weights, dtype=np.float64)
+    means = p.means if spec.means is None else np.asarray(spec.means, dtype=np.float64)
+    if spec.precisions is None:
+        cov, prec_chol = p.covariances, p.precisions_cholesky
+    else:
+        prec_chol = family.precision_cholesky_from_precisions(np.asarray(spec.precisions))
+        cov = family.covariances_from_precision_cholesky(prec_chol)
+    return MixtureParams(family, weights, means, cov, prec_chol)

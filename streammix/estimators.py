@@ -1,0 +1,10 @@
+"""Every estimator class, imported so that their model kinds are registered.
+
+Layer: edges.
+"""
+
+from __future__ import annotations
+
+from .mixture import GaussianMixture
+
+__all__ = ["GaussianMixture"]

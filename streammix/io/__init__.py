@@ -1,0 +1,1 @@
+"""Edges: Zarr input and output, model files."""

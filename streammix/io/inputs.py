@@ -1,0 +1,291 @@
+"""Turning what users pass as data into validated, row-chunked arrays.
+
+Layer: edges (Zarr, dask, numpy). Everything a user can pass as ``X`` comes
+through :func:`as_chunked`: a numpy array or nested list, a dask array, a
+``zarr.Array``, or a path to a Zarr array or group. Zarr inputs are opened
+read-only, and their metadata are checked before any chunk is decoded: numeric
+dtypes only, codecs from an allow-list only (a pickle or object codec could
+run code while decoding).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from ..engine.data import ChunkedData, NonFiniteInput
+from ..errors import InvalidInputError, InvalidInputTypeError
+
+DEFAULT_ARRAY = "X"
+
+# Codecs that only transform bytes or numbers. Anything else is refused.
+_SAFE_V3_CODECS = frozenset(
+    {
+        "bytes",
+        "zstd",
+        "blosc",
+        "gzip",
+        "crc32c",
+        "transpose",
+        "sharding_indexed",
+        "numcodecs.zlib",
+        "numcodecs.lz4",
+        "numcodecs.bz2",
+        "numcodecs.lzma",
+        "numcodecs.shuffle",
+        "numcodecs.delta",
+        "numcodecs.fletcher32",
+        "numcodecs.crc32",
+        "numcodecs.adler32",
+    }
+)
+_SAFE_V2_CODECS = frozenset(
+    {
+        "zstd",
+        "blosc",
+        "zlib",
+        "gzip",
+        "lz4",
+        "bz2",
+        "lzma",
+        "shuffle",
+        "delta",
+        "crc32",
+        "adler32",
+        "fletcher32",
+    }
+)
+
+
+def _v3_codec_names(codecs: Iterable[Any]) -> Iterable[str]:
+    for codec in codecs:
+        if isinstance(codec, str):
+            yield codec
+            continue
+        name = str(codec.get("name", "?"))
+        yield name
+        conf = codec.get("configuration") or {}
+        if name == "sharding_indexed":
+            yield from _v3_codec_names(conf.get("codecs", ()))
+            yield from _v3_codec_names(conf.get("index_codecs", ()))
+
+
+def check_zarr_metadata(meta: dict[str, Any], where: str) -> None:
+    """Refuse non-numeric dtypes and codecs outside the allow-list."""
+    fmt = meta.get("zarr_format")
+    if fmt == 3:
+        dtype = meta.get("data_type")
+        names = list(_v3_codec_names(meta.get("codecs", ())))
+        unsafe = [n for n in names if n not in _SAFE_V3_CODECS]
+    elif fmt == 2:
+        dtype = meta.get("dtype")
+        specs = list(meta.get("filters") or []) + (
+            [meta["compressor"]] if meta.get("compressor") else []
+        )
+        unsafe = [str(s.get("id", "?")) for s in specs if s.get("id") not in _SAFE_V2_CODECS]
+        if meta.get("object_codec") is not None:
+            unsafe.append("object_codec")
+    else:
+        raise InvalidInputError(f"{where}: unknown Zarr format {fmt!r}.")
+    if unsafe:
+        raise InvalidInputError(
+            f"{where} declares codec(s) {', '.join(sorted(set(unsafe)))}, which streammix does "
+            "not decode (only numeric compressors and filters are accepted). Re-encode the data "
+            "with zstd, blosc or gzip."
+        )
+    if not isinstance(dtype, str):
+        raise InvalidInputError(f"{where} has a non-numeric dtype {dtype!r}.")
+    try:
+        np_dtype = np.dtype(dtype)
+    except TypeError:
+        raise InvalidInputError(f"{where} has a non-numeric dtype {dtype!r}.") from None
+    if np_dtype.kind not in "biuf":
+        raise InvalidInputError(
+            f"{where} has dtype {np_dtype}, but streammix needs numbers (int or float)."
+        )
+
+
+def _local_metadata(path: Path) -> dict[str, Any] | None:
+    """The raw metadata document of a local Zarr node, without decoding anything."""
+    for name in ("zarr.json", ".zarray", ".zgroup"):
+        f = path / name
+        if f.is_file():
+            try:
+                meta = json.loads(f.read_text())
+            except (OSError, ValueError) as err:
+                raise InvalidInputError(f"{path}: unreadable Zarr metadata ({err}).") from None
+            if name == ".zarray":
+                meta.setdefault("zarr_format", 2)
+                meta["node_type"] = "array"
+            elif name == ".zgroup":
+                meta.setdefault("zarr_format", 2)
+                meta["node_type"] = "group"
+            return dict(meta)
+    return None
+
+
+def open_zarr_array(path: str | os.PathLike[str], array: str = DEFAULT_ARRAY) -> zarr.Array:
+    """Open a Zarr array read-only: the array at ``path``, or the group's member ``array``.
+
+    Raises
+    ------
+    InvalidInputError
+        When nothing is at ``path``, the group has no such array, or the metadata
+        declare a non-numeric dtype or an unsafe codec.
+    """
+    p = Path(path)
+    meta = _local_metadata(p)
+    if meta is None:
+        if not p.exists():
+            raise InvalidInputError(f"No Zarr array or group at '{p}': the path does not exist.")
+        raise InvalidInputError(f"No Zarr array or group at '{p}' (no Zarr metadata found).")
+    where = f"The Zarr array at '{p}'"
+    if meta.get("node_type") == "group":
+        member = p / array
+        member_meta = _local_metadata(member)
+        if member_meta is None or member_meta.get("node_type") != "array":
+            try:
+                names = sorted(zarr.open_group(str(p), mode="r").array_keys())
+            except Exception:
+                names = []
+            held = f" (it holds: {', '.join(names)})" if names else " (it holds no arrays)"
+            raise InvalidInputError(
+                f"The Zarr group at '{p}' has no array {array!r}{held}; "
+                "name the array to use (--array NAME, or array=...)."
+            )
+        meta, where, p = member_meta, f"The Zarr array '{array}' in '{path}'", member
+    check_zarr_metadata(meta, where)
+    try:
+        arr = zarr.open_array(str(p), mode="r")
+    except Exception as err:
+        raise InvalidInputError(f"{where} cannot be opened: {err}") from None
+    return arr
+
+
+def _check_shape(shape: tuple[int, ...], where: str, min_rows: int = 1) -> None:
+    if len(shape) != 2:
+        hint = (
+            " Reshape your data either using array.reshape(-1, 1) if your data has a single "
+            "feature or array.reshape(1, -1) if it contains a single sample."
+            if len(shape) == 1
+            else ""
+        )
+        raise InvalidInputError(
+            f"Expected 2D array, got {len(shape)}D array instead ({where}, shape={shape}).{hint}"
+        )
+    if shape[0] < min_rows:
+        raise InvalidInputError(
+            f"Found array with {shape[0]} sample(s) (shape={shape}) while a minimum of "
+            f"{min_rows} is required ({where})."
+        )
+    if shape[1] < 1:
+        raise InvalidInputError(
+            f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is required "
+            f"({where})."
+        )
+
+
+def _float_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
+
+
+def _check_row_chunks(col_chunks: tuple[int, ...], n_features: int, where: str) -> None:
+    if len(col_chunks) > 1:
+        raise InvalidInputError(
+            f"{where} is chunked along columns (column chunks {col_chunks}); streammix needs "
+            f"whole rows in every chunk. Rechunk it, e.g. x.rechunk({{1: -1}}) for a dask array, "
+            f"or rewrite the Zarr array with chunks=(rows, {n_features})."
+        )
+
+
+def _from_zarr(arr: zarr.Array, where: str) -> ChunkedData:
+    check_zarr_metadata(arr.metadata.to_dict(), where)
+    _check_shape(tuple(arr.shape), where)
+    chunk_cols = arr.chunks[1]
+    if chunk_cols < arr.shape[1]:
+        cols = tuple(min(chunk_cols, arr.shape[1] - s) for s in range(0, arr.shape[1], chunk_cols))
+        _check_row_chunks(cols, arr.shape[1], where)
+    x = da.from_zarr(arr)
+    target = _float_dtype(x.dtype)
+    if x.dtype != target:
+        x = x.astype(target)
+    return ChunkedData.from_dask(x, where)
+
+
+def _from_dask(x: da.Array) -> ChunkedData:
+    where = "the dask array"
+    if x.dtype.kind not in "biuf":
+        raise InvalidInputTypeError(f"Expected numeric data, got a dask array of dtype {x.dtype}.")
+    _check_shape(tuple(x.shape), where)
+    if any(np.isnan(c) for c in x.chunks[0]):
+        raise InvalidInputError(
+            "The dask array has unknown chunk sizes; call x.compute_chunk_sizes() first."
+        )
+    _check_row_chunks(tuple(x.chunks[1]), x.shape[1], "The dask array")
+    target = _float_dtype(x.dtype)
+    if x.dtype != target:
+        x = x.astype(target)
+    return ChunkedData.from_dask(x)
+
+
+def as_numpy(X: Any) -> np.ndarray:
+    """Validate in-memory input the way scikit-learn users expect, as float32/64."""
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise InvalidInputTypeError(
+            "Sparse data was passed, but dense data is required: convert it with X.toarray()."
+        )
+    arr = np.asarray(X)
+    if arr.dtype.kind == "c":
+        raise InvalidInputError("Complex data not supported.")
+    if arr.dtype.kind in "OUS":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise InvalidInputTypeError(
+                f"Expected numeric data, got {arr.dtype} values that are not numbers: "
+                f"argument must be a string or a real number ({err})."
+            ) from None
+    if arr.dtype.kind not in "biuf":
+        raise InvalidInputTypeError(f"Expected numeric data, got dtype {arr.dtype}.")
+    _check_shape(arr.shape, "numpy array")
+    arr = np.ascontiguousarray(arr, dtype=_float_dtype(arr.dtype))
+    finite = np.all(np.isfinite(arr), axis=1)
+    if not finite.all():
+        raise NonFiniteInput(int(np.flatnonzero(~finite)[0]))
+    return arr
+
+
+def as_chunked(X: Any, array: str = DEFAULT_ARRAY) -> ChunkedData:
+    """Any accepted input as :class:`ChunkedData` (numpy input checked for NaN/inf now,
+    lazy input while it is read).
+
+    Parameters
+    ----------
+    X : array-like, dask array, zarr.Array, str or os.PathLike
+    array : str
+        The member to use when ``X`` is a Zarr group path.
+    """
+    if isinstance(X, ChunkedData):
+        return X
+    if isinstance(X, str | os.PathLike):
+        arr = open_zarr_array(X, array)
+        return _from_zarr(arr, f"The Zarr array at '{X}'")
+    if isinstance(X, zarr.Array):
+        return _from_zarr(X, f"The Zarr array {X.path or X.store}")
+    if isinstance(X, zarr.Group):
+        if array not in X:
+            raise InvalidInputError(f"The Zarr group has no array {array!r}.")
+        member = X[array]
+        if not isinstance(member, zarr.Array):
+            raise InvalidInputError(f"The Zarr group member {array!r} is not an array.")
+        return _from_zarr(member, f"The Zarr array {array!r}")
+    if isinstance(X, da.Array):
+        return _from_dask(X)
+    return ChunkedData.from_numpy(as_numpy(X))

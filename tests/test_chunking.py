@@ -1,0 +1,67 @@
+"""The same data as numpy, Zarr (two chunkings) and dask give the same fit."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+
+import streammix as sm
+from streammix.engine import compute as compute_module
+
+from .conftest import blobs, write_zarr
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    X = blobs(400_000, d=4, k=3, seed=11)
+    root = tmp_path_factory.mktemp("chunking")
+    return X, write_zarr(root / "a.zarr", X, 200_000), write_zarr(root / "b.zarr", X, 7_777)
+
+
+@pytest.mark.parametrize("init", ["kmeans", "random"])
+def test_numpy_zarr_and_dask_inputs_fit_the_same(big, init):
+    X, zarr_a, zarr_b = big
+    fits = []
+    for data in (X, zarr_a, zarr_b, da.from_array(X, chunks=(50_000, 4))):
+        gm = sm.GaussianMixture(3, init_params=init, random_state=0, max_iter=200).fit(data)
+        fits.append(gm)
+    ref = fits[0]
+    for gm in fits[1:]:
+        assert gm.n_iter_ == ref.n_iter_
+        np.testing.assert_allclose(gm.weights_, ref.weights_, rtol=1e-9)
+        np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-9)
+        np.testing.assert_allclose(gm.covariances_, ref.covariances_, rtol=1e-9)
+
+
+def test_lazy_input_gives_lazy_results_chunked_like_the_input(big):
+    X, _, zarr_b = big
+    gm = sm.GaussianMixture(3, random_state=0).fit(X[:20_000])
+    ll = gm.score_samples(zarr_b)
+    assert isinstance(ll, da.Array)
+    assert ll.chunks[0][:2] == (7_777, 7_777)
+    np.testing.assert_allclose(ll[:20_000].compute(), gm.score_samples(X[:20_000]), rtol=1e-12)
+    assert isinstance(gm.predict(zarr_b), da.Array)
+    assert gm.predict_proba(zarr_b).shape == (400_000, 3)
+    assert isinstance(gm.score(zarr_b), float)
+
+
+def test_one_compute_per_em_iteration(big, monkeypatch):
+    _, zarr_a, _ = big
+    labels = []
+    real = compute_module.compute
+
+    def counting(*collections, label="compute"):
+        labels.append(label)
+        return real(*collections, label=label)
+
+    monkeypatch.setattr(compute_module, "compute", counting)
+    monkeypatch.setattr("streammix.engine.data.compute", counting)
+    gm = sm.GaussianMixture(3, random_state=0).fit(zarr_a)
+    assert labels.count("EM") == gm.n_iter_
+    assert set(labels) <= {"sample", "k-means", "init", "EM"}
+    labels.clear()
+    with pytest.warns(sm.ConvergenceWarning):
+        sm.GaussianMixture(3, n_init=3, random_state=0, max_iter=5, tol=0.0).fit(zarr_a)
+    # Three restarts share every pass.
+    assert labels.count("EM") == 5
