@@ -1,77 +1,42 @@
 """``GaussianMixture``: scikit-learn's estimator, over data of any size.
 
 Layer: edges. Validates arguments, turns input into chunks, and hands the
-work to the engine; the fitted parameters live in one
-:class:`~streammix.core.params.MixtureParams` value, exposed through
-scikit-learn's attribute names.
+work to the batch EM engine; scoring, sampling and model files come from
+:class:`~streammix._mixture_base.BaseMixture`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ._estimator import Estimator
+from ._mixture_base import COMMON_RULES, BaseMixture
 from ._random import as_generator, draw_entropy
-from ._validation import (
-    Constraint,
-    Interval,
-    IsArrayLike,
-    IsBool,
-    IsNone,
-    IsRandomState,
-    Options,
-    check_params,
-)
-from .core import sampling
-from .core.families import FAMILY_NAMES, CholeskyFailure, CovarianceFamily, get_family
-from .core.kernel import score_rows
-from .core.mstep import DEGENERATE_POLICIES
-from .core.params import MixtureParams
-from .engine import score as engine_score
+from ._validation import Constraint, Interval, IsBool
 from .engine.batch import EMSettings, IterationReport, RunState, best_run, run_em
 from .engine.data import ChunkedData
-from .engine.init import INIT_METHODS, InitSpec, initial_params, params_frame
-from .errors import ConvergenceWarning, InvalidInputError, InvalidParameterError
-from .io.inputs import as_chunked
-from .io.modelfile import register_kind, write_model_dir
+from .engine.init import initial_params, params_frame
+from .errors import ConvergenceWarning, InvalidInputError
+from .io.modelfile import register_kind
 
 logger = logging.getLogger("streammix")
 
-_RULES: dict[str, list[Constraint]] = {
-    "n_components": [Interval("int", 1, None, "left")],
-    "covariance_type": [Options(FAMILY_NAMES)],
-    "tol": [Interval("real", 0.0, None, "left")],
-    "reg_covar": [Interval("real", 0.0, None, "left")],
-    "max_iter": [Interval("int", 0, None, "left")],
-    "n_init": [Interval("int", 1, None, "left")],
-    "init_params": [Options(INIT_METHODS)],
-    "weights_init": [IsArrayLike(), IsNone()],
-    "means_init": [IsArrayLike(), IsNone()],
-    "precisions_init": [IsArrayLike(), IsNone()],
-    "random_state": [IsRandomState()],
-    "warm_start": [IsBool()],
-    "verbose": [Interval("int", 0, None, "left")],
-    "verbose_interval": [Interval("int", 1, None, "left")],
-    "on_degenerate": [Options(DEGENERATE_POLICIES)],
-    "persist": [IsBool()],
-}
+
+def show_logs() -> None:
+    """Make ``verbose`` output visible when the application configured no logging."""
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
 
 
-def _score_sum_chunk(X: np.ndarray, offset: int, prep: Any) -> tuple[float, int]:
-    return float(np.sum(score_rows(X, prep))), X.shape[0]
-
-
-def _add_pairs(a: tuple[float, int], b: tuple[float, int]) -> tuple[float, int]:
-    return a[0] + b[0], a[1] + b[1]
-
-
-class GaussianMixture(Estimator):
+class GaussianMixture(BaseMixture):
     """A Gaussian mixture fitted by EM over chunked data.
 
     Parameters have scikit-learn's names, defaults and meanings; ``X`` may be a
@@ -137,7 +102,15 @@ class GaussianMixture(Estimator):
     array([-4.,  4.])
     """
 
-    _estimator_type = "density_estimator"
+    _rules: ClassVar[dict[str, list[Constraint]]] = {
+        **COMMON_RULES,
+        "tol": [Interval("real", 0.0, None, "left")],
+        "max_iter": [Interval("int", 0, None, "left")],
+        "n_init": [Interval("int", 1, None, "left")],
+        "verbose": [Interval("int", 0, None, "left")],
+        "verbose_interval": [Interval("int", 1, None, "left")],
+        "persist": [IsBool()],
+    }
 
     def __init__(
         self,
@@ -175,59 +148,6 @@ class GaussianMixture(Estimator):
         self.verbose_interval = verbose_interval
         self.on_degenerate = on_degenerate
         self.persist = persist
-
-    # ------------------------------------------------------------- validation
-    def _validate_params(self) -> None:
-        check_params(type(self).__name__, _RULES, self.get_params())
-
-    def _family(self) -> CovarianceFamily:
-        return get_family(self.covariance_type)
-
-    def _init_spec(self, n_features: int) -> InitSpec:
-        k, family = self.n_components, self._family()
-        weights = means = precisions = None
-        if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64)
-            if weights.shape != (k,):
-                raise InvalidParameterError(
-                    f"The parameter 'weights' should have the shape of ({k},), but got "
-                    f"{weights.shape}."
-                )
-            if np.any(weights < 0.0) or np.any(weights > 1.0):
-                raise InvalidParameterError(
-                    "The parameter 'weights' should be in the range [0, 1], but got "
-                    f"max value {weights.max():.5f}, min value {weights.min():.5f}."
-                )
-            if not np.isclose(weights.sum(), 1.0, rtol=0.0, atol=1e-8):
-                raise InvalidParameterError(
-                    f"The parameter 'weights' should be normalized, but got sum(weights) = "
-                    f"{weights.sum():.5f}."
-                )
-        if self.means_init is not None:
-            means = np.asarray(self.means_init, dtype=np.float64)
-            if means.shape != (k, n_features):
-                raise InvalidParameterError(
-                    f"The parameter 'means' should have the shape of {(k, n_features)}, but got "
-                    f"{means.shape}."
-                )
-        if self.precisions_init is not None:
-            precisions = np.asarray(self.precisions_init, dtype=np.float64)
-            try:
-                family.check_shape(precisions, k, n_features, "precisions")
-                family.check_positive_definite(precisions, "precisions")
-            except ValueError as err:
-                raise InvalidParameterError(str(err)) from None
-        return InitSpec(self.init_params, weights, means, precisions)
-
-    def _data(self, X: Any, *, fitting: bool = False) -> ChunkedData:
-        data = as_chunked(X)
-        if fitting:
-            if self.warm_start and self.__sklearn_is_fitted__():
-                self._check_n_features(data.n_features)
-        else:
-            self._check_fitted()
-            self._check_n_features(data.n_features)
-        return data
 
     # -------------------------------------------------------------------- fit
     def fit(self, X: Any, y: Any = None) -> GaussianMixture:
@@ -273,7 +193,7 @@ class GaussianMixture(Estimator):
         self._adopt(states[best_run(states)], data.n_features)
 
     def _starts(self, data: ChunkedData) -> tuple[list[RunState], Any]:
-        if self.warm_start and self.__sklearn_is_fitted__():
+        if self._continuing():
             params = self._params()
             return [RunState(params)], params_frame(params, data.dtype)
         rng = as_generator(self.random_state)
@@ -296,19 +216,19 @@ class GaussianMixture(Estimator):
     ) -> Callable[[IterationReport], None] | None:
         if not self.verbose:
             return on_iteration
+        show_logs()
 
         def hook(report: IterationReport) -> None:
             if report.iteration % self.verbose_interval == 0:
-                best = report.best
                 if self.verbose > 1:
-                    logger.warning(
+                    logger.info(
                         "Iteration %d\t time lapse %.5fs\t lower bound %.5f",
                         report.iteration,
                         report.seconds,
-                        best.lower_bound,
+                        report.best.lower_bound,
                     )
                 else:
-                    logger.warning("Iteration %d", report.iteration)
+                    logger.info("Iteration %d", report.iteration)
             if on_iteration is not None:
                 on_iteration(report)
 
@@ -325,225 +245,9 @@ class GaussianMixture(Estimator):
                 stacklevel=3,
             )
         self._set_params(state.params, n_features)
-        self.converged_ = bool(state.converged)
-        self.n_iter_ = int(state.n_iter)
-        self.lower_bounds_ = [float(b) for b in state.lower_bounds]
-        self.lower_bound_ = float(state.lower_bound)
-
-    def _set_params(self, params: MixtureParams, n_features: int) -> None:
-        self.weights_ = params.weights
-        self.means_ = params.means
-        self.covariances_ = params.covariances
-        self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = params.precisions
-        self.n_features_in_ = n_features
-
-    def _params(self) -> MixtureParams:
-        self._check_fitted()
-        return MixtureParams(
-            self._family(),
-            self.weights_,
-            self.means_,
-            self.covariances_,
-            self.precisions_cholesky_,
+        self._set_history(
+            state.converged, state.n_iter, list(state.lower_bounds), state.lower_bound
         )
-
-    # ------------------------------------------------------------ known params
-    @classmethod
-    def from_parameters(
-        cls,
-        weights: Any,
-        means: Any,
-        covariances: Any,
-        covariance_type: str = "full",
-        **kwargs: Any,
-    ) -> GaussianMixture:
-        """A fitted mixture from known parameters.
-
-        Parameters
-        ----------
-        weights : array-like of shape (n_components,)
-            Non-negative, summing to one.
-        means : array-like of shape (n_components, n_features)
-        covariances : array-like
-            In the layout of ``covariance_type`` (scikit-learn's ``covariances_``).
-        covariance_type : {"full", "tied", "diag", "spherical"}
-        **kwargs
-            Other constructor parameters.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> gm = GaussianMixture.from_parameters([0.5, 0.5], [[0.0], [3.0]], [[[1.0]], [[1.0]]])
-        >>> gm.predict(np.array([[2.9]]))
-        array([1])
-        """
-        means = np.asarray(means, dtype=np.float64)
-        if means.ndim != 2:
-            raise InvalidParameterError(
-                f"means must be 2-D (n_components, n_features); got {means.shape}."
-            )
-        k, d = means.shape
-        gm = cls(n_components=k, covariance_type=covariance_type, **kwargs)
-        gm._validate_params()
-        gm.weights_init = weights
-        spec = gm._init_spec(d)
-        gm.weights_init = None
-        assert spec.weights is not None
-        family = gm._family()
-        cov = np.asarray(covariances, dtype=np.float64)
-        if not np.all(np.isfinite(means)) or not np.all(np.isfinite(cov)):
-            raise InvalidParameterError("means and covariances must be finite.")
-        try:
-            family.check_shape(cov, k, d, "covariances")
-            family.check_positive_definite(cov, "covariances")
-            params = MixtureParams.from_covariances(family, spec.weights, means, cov)
-        except (ValueError, CholeskyFailure) as err:
-            raise InvalidParameterError(f"Invalid covariances: {err}") from None
-        gm._set_params(params, d)
-        gm.converged_, gm.n_iter_ = True, 0
-        gm.lower_bounds_, gm.lower_bound_ = [], float("nan")
-        return gm
-
-    # ---------------------------------------------------------------- scoring
-    def score_samples(self, X: Any) -> Any:
-        """Log-likelihood of every row, ``log p(x)``.
-
-        Returns a numpy array for numpy input and a lazy dask array for dask or
-        Zarr input, chunked like the input's rows.
-        """
-        data = self._data(X)
-        return engine_score.score(data, self._params(), "log_likelihood")
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean log-likelihood of the rows (computed, also for lazy input)."""
-        data = self._data(X)
-        prep = engine_score.prepare_for(self._params(), data)
-        total, n = data.map_reduce(_score_sum_chunk, prep, combine=_add_pairs, label="score")
-        return float(total / n)
-
-    def predict(self, X: Any) -> Any:
-        """The most likely component of every row."""
-        data = self._data(X)
-        return engine_score.score(data, self._params(), "label")
-
-    def predict_proba(self, X: Any) -> Any:
-        """Responsibilities, shape ``(n_samples, n_components)``."""
-        data = self._data(X)
-        return engine_score.score(data, self._params(), "proba")
-
-    def bic(self, X: Any) -> float:
-        """Bayesian information criterion on ``X`` (lower is better)."""
-        n = self._data(X).n_rows
-        return float(-2.0 * self.score(X) * n + self._params().n_parameters() * np.log(n))
-
-    def aic(self, X: Any) -> float:
-        """Akaike information criterion on ``X`` (lower is better)."""
-        n = self._data(X).n_rows
-        return float(-2.0 * self.score(X) * n + 2.0 * self._params().n_parameters())
-
-    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draw rows from the mixture, in random order (not grouped by component).
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        labels : ndarray of shape (n_samples,)
-        """
-        self._check_fitted()
-        if not isinstance(n_samples, int | np.integer) or n_samples < 1:
-            raise InvalidParameterError(
-                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
-                "least one sample."
-            )
-        return sampling.sample(self._params(), int(n_samples), as_generator(self.random_state))
-
-    # ------------------------------------------------------------------ files
-    def _model_meta(self) -> dict[str, Any]:
-        hyper = {
-            k: v
-            for k, v in self.get_params().items()
-            if k not in ("weights_init", "means_init", "precisions_init", "random_state")
-        }
-        return {
-            "kind": type(self).__name__,
-            "covariance_type": self.covariance_type,
-            "n_components": int(self.weights_.shape[0]),
-            "n_features": int(self.n_features_in_),
-            "hyperparameters": hyper,
-            "fit": {
-                "converged": bool(self.converged_),
-                "n_iter": int(self.n_iter_),
-                "lower_bound": float(self.lower_bound_),
-                "lower_bounds": list(self.lower_bounds_),
-            },
-        }
-
-    def _model_arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "weights": self.weights_,
-            "means": self.means_,
-            "covariances": self.covariances_,
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> str:
-        """Write the fitted model to the directory ``path`` (atomically, no pickle).
-
-        Returns the path. Load it with :func:`streammix.load`.
-        """
-        self._check_fitted()
-        return str(write_model_dir(path, self._model_meta(), self._model_arrays()))
-
-    @classmethod
-    def _from_model(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> GaussianMixture:
-        hyper = dict(meta.get("hyperparameters") or {})
-        known = set(cls._param_names())
-        kwargs = {k: v for k, v in hyper.items() if k in known and k != "n_components"}
-        kwargs["covariance_type"] = meta["covariance_type"]
-        weights, means, cov = arrays["weights"], arrays["means"], arrays["covariances"]
-        for name, arr in arrays.items():
-            if not np.all(np.isfinite(arr)):
-                raise InvalidParameterError(f"array {name!r} holds NaN or infinity")
-        if means.shape != (meta["n_components"], meta["n_features"]):
-            raise InvalidParameterError(
-                f"means have shape {means.shape}, expected "
-                f"{(meta['n_components'], meta['n_features'])}"
-            )
-        gm = cls.from_parameters(weights, means, cov, **kwargs)
-        fit = meta.get("fit") or {}
-        gm.converged_ = bool(fit.get("converged", True))
-        gm.n_iter_ = int(fit.get("n_iter", 0))
-        bounds = fit.get("lower_bounds") or []
-        gm.lower_bounds_ = [float("nan") if b is None else float(b) for b in bounds]
-        lb = fit.get("lower_bound")
-        gm.lower_bound_ = float("nan") if lb is None else float(lb)
-        return gm
-
-    def to_sklearn(self) -> Any:
-        """An equivalent fitted ``sklearn.mixture.GaussianMixture`` (needs scikit-learn)."""
-        from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
-
-        self._check_fitted()
-        params = {
-            k: v for k, v in self.get_params().items() if k not in ("on_degenerate", "persist")
-        }
-        params["n_components"] = int(self.weights_.shape[0])
-        est = SklearnGaussianMixture(**params)
-        for name in (
-            "weights_",
-            "means_",
-            "covariances_",
-            "precisions_",
-            "precisions_cholesky_",
-            "converged_",
-            "n_iter_",
-            "lower_bound_",
-            "lower_bounds_",
-            "n_features_in_",
-        ):
-            value = getattr(self, name)
-            setattr(est, name, value.copy() if isinstance(value, np.ndarray) else value)
-        return est
 
 
 register_kind("GaussianMixture", GaussianMixture._from_model)
