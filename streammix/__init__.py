@@ -20,6 +20,7 @@ from .errors import (
 )
 from .io.modelfile import load
 from .mixture import GaussianMixture
+from .online import OnlineGaussianMixture
 
 try:
     __version__ = version("streammix")
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidParameterError",
     "ModelFileError",
     "NotFittedError",
+    "OnlineGaussianMixture",
     "StreammixError",
     "__version__",
     "load",

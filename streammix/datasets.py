@@ -45,11 +45,15 @@ class SyntheticSpec:
             )
 
 
-def true_mixture(n_features: int, n_components: int, seed: int) -> MixtureParams:
-    """The mixture a synthetic dataset is drawn from (well separated, full covariances)."""
+def true_mixture(
+    n_features: int, n_components: int, seed: int, spread: float = 4.0
+) -> MixtureParams:
+    """The mixture a synthetic dataset is drawn from: full covariances of unit
+    scale, means with standard deviation ``spread`` (4 separates them well, 1 makes
+    them overlap)."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2**31,)))
     weights = rng.dirichlet(np.full(n_components, 5.0))
-    means = rng.normal(0.0, 4.0, size=(n_components, n_features))
+    means = rng.normal(0.0, spread, size=(n_components, n_features))
     cov = np.empty((n_components, n_features, n_features))
     for k in range(n_components):
         a = rng.normal(size=(n_features, n_features)) / np.sqrt(n_features)

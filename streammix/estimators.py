@@ -6,5 +6,6 @@ Layer: edges.
 from __future__ import annotations
 
 from .mixture import GaussianMixture
+from .online import OnlineGaussianMixture
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "OnlineGaussianMixture"]

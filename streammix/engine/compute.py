@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import dask
 from threadpoolctl import ThreadpoolController
@@ -42,6 +43,23 @@ def single_threaded_blas() -> Iterator[None]:
     """BLAS limited to one thread in this process while the block runs."""
     with _blas_controller().limit(limits=1, user_api="blas"):
         yield
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def blas_guarded(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func`` with single-threaded BLAS: for fits, whose small client-side
+    linear algebra (Cholesky factors of every M-step) otherwise stalls on BLAS
+    threads competing with the chunk tasks for the same cores."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with single_threaded_blas():
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 @contextlib.contextmanager

@@ -176,6 +176,13 @@ class CovarianceFamily(ABC):
         """Covariances in frame units; ``s0`` already includes the ``10 eps`` guard
         and ``means`` are ``s1 / s0`` in frame units."""
 
+    @abstractmethod
+    def second_moments(
+        self, s0: np.ndarray, means: np.ndarray, covariances: np.ndarray, reg: float
+    ) -> tuple[np.ndarray, ...]:
+        """The ``s2`` for which :meth:`covariances_from_stats` returns ``covariances``
+        (frame units): the inverse M-step."""
+
     # ------------------------------------------------- shared helpers
     @staticmethod
     def _const(

@@ -121,3 +121,8 @@ class DiagCovariance(CovarianceFamily):
         reg: float,
     ) -> np.ndarray:
         return s2[0] / s0[:, None] - means * means + reg
+
+    def second_moments(
+        self, s0: np.ndarray, means: np.ndarray, covariances: np.ndarray, reg: float
+    ) -> tuple[np.ndarray, ...]:
+        return (s0[:, None] * (covariances - reg + means * means),)

@@ -180,3 +180,9 @@ class FullCovariance(CovarianceFamily):
         idx = np.arange(means.shape[1])
         cov[:, idx, idx] += reg
         return cov
+
+    def second_moments(
+        self, s0: np.ndarray, means: np.ndarray, covariances: np.ndarray, reg: float
+    ) -> tuple[np.ndarray, ...]:
+        inner = covariances - reg * np.eye(means.shape[1]) + means[:, :, None] * means[:, None, :]
+        return (s0[:, None, None] * inner,)

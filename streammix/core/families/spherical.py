@@ -104,3 +104,9 @@ class SphericalCovariance(CovarianceFamily):
     ) -> np.ndarray:
         d = means.shape[1]
         return (s2[0] / s0 - np.sum(means * means, axis=1)) / d + reg
+
+    def second_moments(
+        self, s0: np.ndarray, means: np.ndarray, covariances: np.ndarray, reg: float
+    ) -> tuple[np.ndarray, ...]:
+        d = means.shape[1]
+        return (s0 * (d * (covariances - reg) + np.sum(means * means, axis=1)),)

@@ -121,3 +121,9 @@ class TiedCovariance(CovarianceFamily):
         cov = (s2[0] - between) / s0.sum()
         cov[np.diag_indices_from(cov)] += reg
         return cov
+
+    def second_moments(
+        self, s0: np.ndarray, means: np.ndarray, covariances: np.ndarray, reg: float
+    ) -> tuple[np.ndarray, ...]:
+        between = (s0[:, None] * means).T @ means
+        return (s0.sum() * (covariances - reg * np.eye(means.shape[1])) + between,)

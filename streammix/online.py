@@ -1,0 +1,436 @@
+"""``OnlineGaussianMixture``: stepwise EM in one pass over the chunks, continued at will.
+
+Layer: edges. The model's running statistics, step counter and frame are
+part of its fitted state and of its model files, so fitting can stop, be saved,
+be loaded elsewhere and continue bit for bit where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._mixture_base import COMMON_RULES, BaseMixture
+from ._random import as_generator, draw_entropy
+from ._validation import Constraint, Interval, IsBool, IsNone
+from .core.frame import Frame
+from .core.online import (
+    OnlineSettings,
+    OnlineState,
+    default_warmup_rows,
+    start_state,
+    stats_from_params,
+)
+from .core.params import MixtureParams
+from .core.stats import SufficientStats
+from .engine.compute import blas_guarded
+from .engine.data import ChunkedData
+from .engine.init import initial_params, params_frame, sample_size
+from .engine.online import run_epoch
+from .errors import InvalidInputError, InvalidParameterError, NotFittedError
+from .io.modelfile import register_kind, write_model_dir
+
+logger = logging.getLogger("streammix")
+
+
+class OnlineGaussianMixture(BaseMixture):
+    """A Gaussian mixture fitted by stepwise EM, one chunk (or batch) at a time.
+
+    Shares :class:`GaussianMixture`'s parameters for the model and its
+    initialisation; the running statistics are the same
+    :class:`~streammix.core.stats.SufficientStats` batch EM uses, updated by
+    ``s <- (1 - g_t) s + g_t s(batch)`` with ``g_t = (t + learning_offset) **
+    -learning_decay`` and an M-step after every update (see
+    :mod:`streammix.core.online` for the warm-up and the re-seeding of starved
+    components).
+
+    Parameters
+    ----------
+    n_components, covariance_type, reg_covar, init_params, weights_init, means_init, \
+precisions_init, random_state, on_degenerate
+        As in :class:`GaussianMixture`. Initialisation uses a sample made of the
+        first chunks of the first epoch (at least 20,000 rows, or all of them).
+    learning_decay : float in (0.5, 1], default=0.6
+        ``kappa`` of the step schedule.
+    learning_offset : float >= 0, default=1.0
+        ``t0`` of the step schedule.
+    max_epochs : int, default=1
+        Passes over the data in :meth:`fit`.
+    batch_size : int or None, default=None
+        Rows per update; ``None`` is one chunk (65,536 rows for numpy input).
+    shuffle : bool, default=True
+        Visit the chunks in a new seeded random order every epoch (and shuffle
+        rows within a chunk that holds several updates).
+    averaging : bool or int, default=False
+        Polyak–Ruppert averaging of the parameters: ``True`` starts after half of
+        the first epoch's updates, an int after that many updates.
+    forget : float in (0, 1) or None, default=None
+        A constant step instead of the decaying one, for streams that drift:
+        old data are forgotten at this rate per update.
+    warm_start : bool, default=False
+        ``fit`` continues from the current state instead of re-initialising.
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_, n_features_in_
+        As in :class:`GaussianMixture` (the averaged parameters when averaging).
+    n_updates_ : int
+        Updates since warm-up (``t`` of the schedule).
+    n_rows_seen_ : int
+    n_iter_ : int
+        Epochs run by :meth:`fit`.
+    lower_bounds_ : list of float
+        For each epoch, the mean log-likelihood of each batch under the parameters
+        before it was used (a progressive validation score).
+    lower_bound_ : float
+    converged_ : bool
+        Always ``True`` after a fit (online EM has no convergence test).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from streammix import OnlineGaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-4, 1, (5000, 2)), rng.normal(4, 1, (5000, 2))])
+    >>> om = OnlineGaussianMixture(2, batch_size=1000, random_state=0).fit(X)
+    >>> np.round(np.sort(om.means_[:, 0]))
+    array([-4.,  4.])
+    """
+
+    _rules: ClassVar[dict[str, list[Constraint]]] = {
+        **COMMON_RULES,
+        "learning_decay": [Interval("real", 0.5, 1.0, "right")],
+        "learning_offset": [Interval("real", 0.0, None, "left")],
+        "max_epochs": [Interval("int", 1, None, "left")],
+        "batch_size": [Interval("int", 1, None, "left"), IsNone()],
+        "shuffle": [IsBool()],
+        "averaging": [IsBool(), Interval("int", 0, None, "left")],
+        "forget": [Interval("real", 0.0, 1.0, "neither"), IsNone()],
+        "verbose": [Interval("int", 0, None, "left")],
+    }
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        reg_covar: float = 1e-6,
+        init_params: str = "kmeans",
+        weights_init: Any = None,
+        means_init: Any = None,
+        precisions_init: Any = None,
+        random_state: Any = None,
+        warm_start: bool = False,
+        learning_decay: float = 0.6,
+        learning_offset: float = 1.0,
+        max_epochs: int = 1,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        averaging: bool | int = False,
+        forget: float | None = None,
+        on_degenerate: str = "error",
+        verbose: int = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.averaging = averaging
+        self.forget = forget
+        self.on_degenerate = on_degenerate
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ state
+    def _settings(self, n_features: int, n_updates_per_epoch: int) -> OnlineSettings:
+        burn_in: int | None
+        if self.averaging is True:
+            burn_in = max(1, n_updates_per_epoch // 2)
+        elif self.averaging is False:
+            burn_in = None
+        else:
+            burn_in = int(self.averaging)
+        return OnlineSettings(
+            family=self._family(),
+            reg_covar=float(self.reg_covar),
+            learning_decay=float(self.learning_decay),
+            learning_offset=float(self.learning_offset),
+            forget=None if self.forget is None else float(self.forget),
+            warmup_rows=default_warmup_rows(self.n_components, n_features),
+            averaging_burn_in=burn_in,
+            on_degenerate=self.on_degenerate,
+        )
+
+    def _state(self) -> OnlineState:
+        state = getattr(self, "_online_state", None)
+        if state is None:
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' or "
+                "'partial_fit' before using this estimator."
+            )
+        return state
+
+    def _adopt(self, state: OnlineState, n_features: int) -> None:
+        self._online_state = state
+        self._set_params(state.current, n_features)
+        self.n_updates_ = int(state.n_updates)
+        self.n_rows_seen_ = int(state.n_rows)
+
+    def _initial_state(
+        self, data: ChunkedData, order: np.ndarray, rng: np.random.Generator
+    ) -> OnlineState:
+        """Initialise on the first chunks of ``order`` (and pick the frame there)."""
+        spec = self._init_spec(data.n_features)
+        family = self._family()
+        want = sample_size(data.n_rows, self.n_components)
+        rows: list[np.ndarray] = []
+        taken = 0
+        for c in order:
+            start = data.offsets[c]
+            rows.append(np.arange(start, start + data.row_chunks[c]))
+            taken += data.row_chunks[c]
+            if taken >= want:
+                break
+        sample = data.take(np.sort(np.concatenate(rows)))
+        if sample.shape[0] < self.n_components:
+            raise InvalidInputError(
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {sample.shape[0]}"
+            )
+        starts, frame = initial_params(
+            ChunkedData.from_numpy(sample.astype(data.dtype)),
+            family,
+            self.n_components,
+            spec,
+            float(self.reg_covar),
+            self.on_degenerate,
+            [rng],
+        )
+        return self._cold_state(starts[0], frame)
+
+    def _cold_state(self, params: MixtureParams, frame: Frame) -> OnlineState:
+        family = params.family
+        k, d = params.n_components, params.n_features
+        template = SufficientStats.zero(k, d, family.s2_shapes(k, d), frame)
+        return start_state(params, template)
+
+    # -------------------------------------------------------------------- fit
+    @blas_guarded
+    def fit(self, X: Any, y: Any = None) -> OnlineGaussianMixture:
+        """Initialise on a sample, then ``max_epochs`` passes over shuffled chunks.
+
+        With ``warm_start=True`` on a fitted model, continue from its state.
+        """
+        self._validate_params()
+        data = self._data(X, fitting=True)
+        rng = as_generator(self.random_state)
+        orders = [
+            rng.permutation(len(data.row_chunks))
+            if self.shuffle
+            else np.arange(len(data.row_chunks))
+            for _ in range(self.max_epochs)
+        ]
+        if self._continuing():
+            state = self._state()
+        else:
+            state = self._initial_state(data, orders[0], rng)
+        bounds = []
+        for epoch, order in enumerate(orders):
+            # One seed per chunk (by index) to shuffle rows within chunks of several updates.
+            seeds = [draw_entropy(rng) for _ in order] if self.shuffle else None
+            state, bound = self._epoch(data, state, order, seeds)
+            bounds.append(bound)
+            if self.verbose:
+                logger.info(
+                    "epoch %d: mean log-likelihood of unseen batches %.5f", epoch + 1, bound
+                )
+        self._adopt(state, data.n_features)
+        self._set_history(True, len(orders), bounds, bounds[-1])
+        return self
+
+    @blas_guarded
+    def partial_fit(self, X: Any, y: Any = None) -> OnlineGaussianMixture:
+        """Update the model with the rows of ``X``, in order, ``batch_size`` at a time.
+
+        The first call initialises on ``X`` (its first chunks). Successive calls
+        continue exactly where the previous one stopped, also across
+        :meth:`save` and :func:`streammix.load`.
+        """
+        self._validate_params()
+        fitted = getattr(self, "_online_state", None) is not None
+        data = self._data(X, fitting=not fitted)
+        order = np.arange(len(data.row_chunks))
+        state = (
+            self._state()
+            if fitted
+            else self._initial_state(data, order, as_generator(self.random_state))
+        )
+        state, bound = self._epoch(data, state, order, None)
+        self._adopt(state, data.n_features)
+        history = list(getattr(self, "lower_bounds_", []))
+        self._set_history(True, getattr(self, "n_iter_", 0), [*history, bound], bound)
+        return self
+
+    def _epoch(
+        self,
+        data: ChunkedData,
+        state: OnlineState,
+        order: np.ndarray,
+        seeds: list[int] | None,
+    ) -> tuple[OnlineState, float]:
+        if self.batch_size is None:
+            updates = len(order)
+        else:
+            updates = max(1, math.ceil(data.n_rows / self.batch_size))
+        settings = self._settings(data.n_features, updates)
+        new = run_epoch(data, state, settings, order.tolist(), self.batch_size, seeds)
+        rows = new.n_rows - state.n_rows
+        return new, float((new.loglik_sum - state.loglik_sum) / rows) if rows else float("nan")
+
+    # --------------------------------------------------------------- transfer
+    @classmethod
+    def from_model(
+        cls, model: BaseMixture, n_rows: int | None = None, **kwargs: Any
+    ) -> OnlineGaussianMixture:
+        """An online model that continues from a fitted mixture (e.g. a batch fit).
+
+        The running statistics are those of the model's parameters, weighted as
+        ``n_rows`` rows (default: the rows the model was fitted on when known,
+        else 10,000): the first updates move the model about as much as that
+        many rows of new data would.
+        """
+        model._check_fitted()
+        params = model._params()
+        kwargs.setdefault("covariance_type", model.covariance_type)
+        kwargs.setdefault("reg_covar", model.reg_covar)
+        est = cls(n_components=params.n_components, warm_start=True, **kwargs)
+        est._validate_params()
+        frame = params_frame(params, np.dtype(np.float64))
+        k, d = params.n_components, params.n_features
+        template = SufficientStats.zero(k, d, params.family.s2_shapes(k, d), frame)
+        seen = n_rows or int(getattr(model, "n_rows_seen_", 0)) or 10_000
+        stats = stats_from_params(params, template, float(est.reg_covar))
+        state = OnlineState(
+            stats=stats, params=params, n_updates=max(1, seen // 10_000), n_rows=seen, warm=True
+        )
+        est._adopt(state, d)
+        est._set_history(True, 0, [], float("nan"))
+        return est
+
+    # ------------------------------------------------------------------ files
+    def _model_meta(self) -> dict[str, Any]:
+        meta = super()._model_meta()
+        state = self._state()
+        meta["online"] = {
+            "n_updates": state.n_updates,
+            "n_rows": state.n_rows,
+            "warm": state.warm,
+            "n_averaged": state.n_averaged,
+            "n_reseeded": state.n_reseeded,
+            "stats_n": state.stats.n,
+            "stats_loglik": state.stats.loglik,
+            "n_s2": len(state.stats.s2),
+            "frame_scale": state.stats.frame.scale,
+            "averaged": state.averaged is not None,
+            "loglik_sum": state.loglik_sum,
+        }
+        return meta
+
+    def _model_arrays(self) -> dict[str, np.ndarray]:
+        arrays = super()._model_arrays()
+        state = self._state()
+        arrays.update(
+            {
+                "state_s0": state.stats.s0,
+                "state_s1": state.stats.s1,
+                "state_frame_shift": state.stats.frame.shift,
+                **{f"state_s2_{i}": a for i, a in enumerate(state.stats.s2)},
+            }
+        )
+        if state.averaged is not None:
+            p = state.params
+            arrays.update(
+                {
+                    "state_weights": p.weights,
+                    "state_means": p.means,
+                    "state_covariances": p.covariances,
+                    "state_precisions_cholesky": p.precisions_cholesky,
+                }
+            )
+        return arrays
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the model, its running statistics and counters to ``path``."""
+        self._state()
+        return str(write_model_dir(path, self._model_meta(), self._model_arrays()))
+
+    @classmethod
+    def _from_model(
+        cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> OnlineGaussianMixture:
+        est = super()._from_model(meta, arrays)
+        info = meta.get("online")
+        if not isinstance(info, dict):
+            raise InvalidParameterError("an online model needs its 'online' state")
+        frame = Frame(arrays["state_frame_shift"], float(info["frame_scale"]))
+        stats = SufficientStats(
+            float(info["stats_n"]),
+            float(info["stats_loglik"]),
+            arrays["state_s0"],
+            arrays["state_s1"],
+            tuple(arrays[f"state_s2_{i}"] for i in range(int(info["n_s2"]))),
+            frame,
+        )
+        family = est._family()
+        k, d = est.means_.shape
+        expected = family.s2_shapes(k, d)
+        if (
+            stats.s0.shape != (k,)
+            or stats.s1.shape != (k, d)
+            or tuple(a.shape for a in stats.s2) != expected
+        ):
+            raise InvalidParameterError("running statistics have the wrong shapes")
+        current = est._params()
+        if info.get("averaged"):
+            params = MixtureParams(
+                family,
+                arrays["state_weights"],
+                arrays["state_means"],
+                arrays["state_covariances"],
+                arrays["state_precisions_cholesky"],
+            )
+            averaged: MixtureParams | None = current
+        else:
+            params, averaged = current, None
+        state = OnlineState(
+            stats=stats,
+            params=params,
+            n_updates=int(info["n_updates"]),
+            n_rows=int(info["n_rows"]),
+            warm=bool(info["warm"]),
+            averaged=averaged,
+            n_averaged=int(info["n_averaged"]),
+            n_reseeded=int(info["n_reseeded"]),
+            loglik_sum=float(info["loglik_sum"]),
+        )
+        est._online_state = state
+        est.n_updates_ = state.n_updates
+        est.n_rows_seen_ = state.n_rows
+        return est
+
+
+register_kind("OnlineGaussianMixture", OnlineGaussianMixture._from_model)
