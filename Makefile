@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m streammix.demo
+	$(VENV)/bin/streammix run pipelines/demo.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

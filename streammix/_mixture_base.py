@@ -288,9 +288,28 @@ class BaseMixture(Estimator):
         return sampling.sample(self._params(), int(n_samples), as_generator(self.random_state))
 
     # ------------------------------------------------------------------ files
+    def calibrate(self, X: Any, contamination: float) -> float:
+        """Set ``threshold_``: the ``contamination`` quantile of ``X``'s log-likelihoods.
+
+        Rows scoring below it are outliers; the threshold is saved with the model.
+        """
+        from .engine.quantile import quantile
+
+        if not 0.0 < contamination <= 0.5:
+            raise InvalidParameterError(f"contamination must be in (0, 0.5]; got {contamination}.")
+        scores = self.score_samples(X)
+        value = quantile(scores, contamination)
+        self.threshold_ = float(value)
+        self.threshold_info_ = {"contamination": float(contamination), "source": "fit data"}
+        return self.threshold_
+
     def _model_meta(self) -> dict[str, Any]:
         hyper = {k: v for k, v in self.get_params().items() if k not in _NOT_SAVED}
+        calibration = None
+        if getattr(self, "threshold_", None) is not None:
+            calibration = {"threshold": self.threshold_, **getattr(self, "threshold_info_", {})}
         return {
+            "calibration": calibration,
             "kind": type(self).__name__,
             "covariance_type": self.covariance_type,
             "n_components": int(self.weights_.shape[0]),
@@ -350,6 +369,10 @@ class BaseMixture(Estimator):
         fit = meta.get("fit") or {}
         bounds = [float("nan") if b is None else float(b) for b in fit.get("lower_bounds") or []]
         lb = fit.get("lower_bound")
+        calibration = meta.get("calibration")
+        if isinstance(calibration, dict) and calibration.get("threshold") is not None:
+            est.threshold_ = float(calibration["threshold"])
+            est.threshold_info_ = {k: v for k, v in calibration.items() if k != "threshold"}
         est._set_history(
             fit.get("converged", True),
             fit.get("n_iter", 0),

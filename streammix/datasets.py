@@ -10,14 +10,17 @@ and any size can be written with one chunk in memory at a time.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import zarr
+from dask.delayed import delayed
 
 from .core.families import get_family
 from .core.params import MixtureParams
+from .engine.compute import run_tasks
 from .errors import InvalidParameterError
 
 # Outliers are uniform over the data's box widened by this many units.
@@ -83,6 +86,18 @@ def synthetic_chunk(
     return X, component.astype(np.int32), outlier.astype(np.int8)
 
 
+def _write_chunk(path: str, spec: SyntheticSpec, truth: MixtureParams, index: int) -> int:
+    """Draw chunk ``index`` and write its rows of the three arrays (a task)."""
+    x, c, o = synthetic_chunk(spec, truth, index)
+    group = zarr.open_group(path, mode="r+")
+    sl = slice(index * spec.chunk_rows, index * spec.chunk_rows + len(x))
+    for name, values in (("X", x), ("component", c), ("is_outlier", o)):
+        arr = group[name]
+        assert isinstance(arr, zarr.Array)
+        arr[sl] = values
+    return int(o.sum())
+
+
 def generate(
     path: str | os.PathLike[str],
     n_samples: int,
@@ -92,12 +107,14 @@ def generate(
     chunk_rows: int = 100_000,
     seed: int = 0,
     overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Write a synthetic dataset as a Zarr group with arrays ``X``, ``component`` and
     ``is_outlier``; returns a summary.
 
     ``component`` is ``-1`` for outlier rows. The true mixture is recorded in
-    the group's attributes.
+    the group's attributes. Chunks are written by parallel tasks (on the
+    active Dask cluster, if any), each holding one chunk in memory.
 
     Examples
     --------
@@ -118,28 +135,22 @@ def generate(
     truth = true_mixture(spec.n_features, spec.n_components, spec.seed)
     group = zarr.open_group(str(path), mode="w" if overwrite else "w-")
     rows = (spec.chunk_rows,)
-    X = group.create_array(
+    group.create_array(
         "X",
         shape=(spec.n_samples, spec.n_features),
         chunks=(spec.chunk_rows, spec.n_features),
         dtype="float64",
         fill_value=np.nan,
     )
-    comp = group.create_array(
+    group.create_array(
         "component", shape=(spec.n_samples,), chunks=rows, dtype="int32", fill_value=-2
     )
-    out = group.create_array(
+    group.create_array(
         "is_outlier", shape=(spec.n_samples,), chunks=rows, dtype="int8", fill_value=-1
     )
     n_chunks = -(-spec.n_samples // spec.chunk_rows)
-    n_outliers = 0
-    for i in range(n_chunks):
-        x, c, o = synthetic_chunk(spec, truth, i)
-        sl = slice(i * spec.chunk_rows, i * spec.chunk_rows + len(x))
-        X[sl] = x
-        comp[sl] = c
-        out[sl] = o
-        n_outliers += int(o.sum())
+    tasks = [delayed(_write_chunk, pure=True)(str(path), spec, truth, i) for i in range(n_chunks)]
+    n_outliers = sum(run_tasks(tasks, progress, "generate"))
     group.attrs.update(
         {
             "generator": "streammix.datasets.generate",

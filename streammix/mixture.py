@@ -17,6 +17,7 @@ import numpy as np
 from ._mixture_base import COMMON_RULES, BaseMixture
 from ._random import as_generator, draw_entropy
 from ._validation import Constraint, Interval, IsBool
+from .core.frame import Frame
 from .engine.batch import EMSettings, IterationReport, RunState, best_run, run_em
 from .engine.compute import blas_guarded
 from .engine.data import ChunkedData
@@ -200,7 +201,14 @@ class GaussianMixture(BaseMixture):
         return est
 
     @blas_guarded
-    def _fit(self, X: Any, on_iteration: Callable[[IterationReport], None] | None = None) -> None:
+    def _fit(
+        self,
+        X: Any,
+        on_iteration: Callable[[IterationReport], None] | None = None,
+        resume: tuple[Frame, list[RunState], int] | None = None,
+    ) -> None:
+        """``fit``, reporting every iteration, or resuming from a checkpoint's
+        ``(frame, runs, iteration)``."""
         self._validate_params()
         data = self._data(X, fitting=True)
         if data.n_rows < self.n_components:
@@ -210,7 +218,11 @@ class GaussianMixture(BaseMixture):
             )
         if self.persist:
             data = data.persist()
-        states, frame = self._starts(data)
+        start_iteration = 0
+        if resume is not None:
+            frame, states, start_iteration = resume
+        else:
+            states, frame = self._starts(data)
         settings = EMSettings(
             self._family(),
             float(self.reg_covar),
@@ -219,7 +231,9 @@ class GaussianMixture(BaseMixture):
             self.on_degenerate,
         )
         hook = self._verbose_hook(on_iteration)
-        states = run_em(data, states, frame, settings, on_iteration=hook)
+        states = run_em(
+            data, states, frame, settings, on_iteration=hook, start_iteration=start_iteration
+        )
         self._adopt(states[best_run(states)], data.n_features)
 
     def _starts(self, data: ChunkedData) -> tuple[list[RunState], Any]:

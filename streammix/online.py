@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -229,38 +230,53 @@ precisions_init, random_state, on_degenerate
         return start_state(params, template)
 
     # -------------------------------------------------------------------- fit
-    @blas_guarded
     def fit(self, X: Any, y: Any = None) -> OnlineGaussianMixture:
         """Initialise on a sample, then ``max_epochs`` passes over shuffled chunks.
 
         With ``warm_start=True`` on a fitted model, continue from its state.
         """
+        self._fit(X)
+        return self
+
+    @blas_guarded
+    def _fit(
+        self,
+        X: Any,
+        on_epoch: Callable[[int, OnlineGaussianMixture], None] | None = None,
+        resume: tuple[OnlineState, list[float]] | None = None,
+    ) -> None:
+        """``fit``, reporting each finished epoch, or resuming after ``len(bounds)`` epochs."""
         self._validate_params()
         data = self._data(X, fitting=True)
         rng = as_generator(self.random_state)
-        orders = [
-            rng.permutation(len(data.row_chunks))
-            if self.shuffle
-            else np.arange(len(data.row_chunks))
+        n_chunks = len(data.row_chunks)
+        # Every epoch's chunk order and per-chunk row-shuffling seeds are drawn up front,
+        # so a resumed fit visits the data exactly as an uninterrupted one.
+        plan = [
+            (
+                rng.permutation(n_chunks) if self.shuffle else np.arange(n_chunks),
+                [draw_entropy(rng) for _ in range(n_chunks)] if self.shuffle else None,
+            )
             for _ in range(self.max_epochs)
         ]
-        if self._continuing():
-            state = self._state()
+        if resume is not None:
+            state, bounds = resume[0], list(resume[1])
+        elif self._continuing():
+            state, bounds = self._state(), []
         else:
-            state = self._initial_state(data, orders[0], rng)
-        bounds = []
-        for epoch, order in enumerate(orders):
-            # One seed per chunk (by index) to shuffle rows within chunks of several updates.
-            seeds = [draw_entropy(rng) for _ in order] if self.shuffle else None
+            state, bounds = self._initial_state(data, plan[0][0], rng), []
+        for epoch in range(len(bounds), self.max_epochs):
+            order, seeds = plan[epoch]
             state, bound = self._epoch(data, state, order, seeds)
             bounds.append(bound)
+            self._adopt(state, data.n_features)
+            self._set_history(True, len(bounds), bounds, bound)
             if self.verbose:
                 logger.info(
                     "epoch %d: mean log-likelihood of unseen batches %.5f", epoch + 1, bound
                 )
-        self._adopt(state, data.n_features)
-        self._set_history(True, len(orders), bounds, bounds[-1])
-        return self
+            if on_epoch is not None:
+                on_epoch(epoch + 1, self)
 
     @blas_guarded
     def partial_fit(self, X: Any, y: Any = None) -> OnlineGaussianMixture:

@@ -68,6 +68,7 @@ class IterationReport:
     iteration: int
     states: tuple[RunState, ...]
     seconds: float
+    frame: Frame
 
     @property
     def best(self) -> RunState:
@@ -132,7 +133,7 @@ def run_em(
         seconds = time.perf_counter() - t0
         logger.debug("EM iteration %d: %d run(s), %.3f s", iteration, len(active), seconds)
         if on_iteration is not None:
-            on_iteration(IterationReport(iteration, tuple(states), seconds))
+            on_iteration(IterationReport(iteration, tuple(states), seconds, frame))
     return states
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import dask
@@ -78,3 +78,35 @@ def compute(*collections: Any, label: str = "compute") -> tuple[Any, ...]:
     ctx = watcher(label, collections) if watcher is not None else contextlib.nullcontext()
     with single_threaded_blas(), ctx:
         return dask.compute(*collections)
+
+
+def run_tasks(
+    tasks: Sequence[Any], progress: Callable[[int, int], None] | None = None, label: str = "tasks"
+) -> list[Any]:
+    """Compute independent delayed tasks; with a distributed client, report every
+    completion to ``progress(done, total)`` (otherwise once, at the end)."""
+    if not tasks:
+        return []
+    try:
+        from distributed import as_completed, default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is None:
+        results = list(compute(*tasks, label=label))
+        if progress:
+            progress(len(tasks), len(tasks))
+        return results
+    futures = client.compute(list(tasks))
+    index = {f.key: i for i, f in enumerate(futures)}
+    gathered: list[Any] = [None] * len(futures)
+    try:
+        for done, future in enumerate(as_completed(futures), start=1):
+            gathered[index[future.key]] = future.result()
+            if progress:
+                progress(done, len(tasks))
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return gathered

@@ -139,9 +139,12 @@ def read_model_dir(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[s
         Missing directory or metadata, invalid JSON, unknown schema version,
         missing, truncated or altered array files, pickled arrays.
     """
-    src = Path(path)
-    if not src.exists():
-        raise ModelFileError(f"No model at '{src}': the path does not exist.")
+    given = Path(path)
+    if not given.exists():
+        raise ModelFileError(f"No model at '{given}': the path does not exist.")
+    # Resolve a published link (models/current -> versions/v...) once, so every file
+    # comes from the same version even if the link is switched meanwhile.
+    src = given.resolve()
     meta_path = src / META_FILE
     if not meta_path.is_file():
         raise ModelFileError(f"'{src}' is not a streammix model directory (no {META_FILE}).")

@@ -1,0 +1,161 @@
+"""The ``streammix`` command group: global options, configuration, exit codes.
+
+Layer: edges (CLI). Exit codes:
+
+====  =========================================================
+0     success
+1     runtime error (cluster unreachable, output conflict, ...)
+2     usage error (unknown option, value out of range)
+3     invalid input data (unreadable, wrong shape, NaN, damaged model)
+====  =========================================================
+
+Every error is printed as one line on stderr; ``--debug`` adds the traceback.
+Options come, in increasing priority, from a ``--config`` TOML file (a table
+per command plus ``[cluster]`` for every command), ``STREAMMIX_*``
+environment variables (``STREAMMIX_<COMMAND>_<OPTION>``, and
+``STREAMMIX_SCHEDULER_ADDRESS`` or ``DASK_SCHEDULER_ADDRESS``), and the
+command line.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..cluster import ClusterError
+from ..errors import (
+    InvalidInputError,
+    InvalidInputTypeError,
+    InvalidParameterError,
+    ModelFileError,
+    StreammixError,
+)
+from . import ui
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+def load_config(path: str | None, commands: list[str]) -> dict[str, Any]:
+    """A click ``default_map`` from a TOML file: ``[cluster]`` applies to every command."""
+    if not path:
+        return {}
+    try:
+        doc = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise click.BadParameter(f"config file not found: {path}", param_hint="--config") from None
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise click.BadParameter(f"cannot read {path}: {err}", param_hint="--config") from None
+    unknown = set(doc) - set(commands) - {"cluster"}
+    if unknown:
+        raise click.BadParameter(
+            f"unknown table(s) in {path}: {', '.join(sorted(unknown))} (expected cluster or a "
+            f"command: {', '.join(commands)})",
+            param_hint="--config",
+        )
+    cluster = {k.replace("-", "_"): v for k, v in (doc.get("cluster") or {}).items()}
+    out: dict[str, Any] = {}
+    for cmd in commands:
+        table = {k.replace("-", "_"): v for k, v in (doc.get(cmd) or {}).items()}
+        out[cmd] = {**cluster, **table}
+    return out
+
+
+class StreammixGroup(click.Group):
+    """A group that turns every error into one line and a documented exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        prog = kwargs.get("prog_name") or "streammix"
+        debug = "--debug" in sys.argv
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.Exit as err:
+            return err.exit_code
+        except click.exceptions.Abort:
+            _fail(prog, "aborted", EXIT_RUNTIME)
+        except click.UsageError as err:
+            where = f"{prog} {err.ctx.command.name}" if err.ctx and err.ctx.parent else prog
+            _fail(where, err.format_message(), EXIT_USAGE)
+        except click.ClickException as err:
+            _fail(prog, err.format_message(), err.exit_code)
+        except InvalidParameterError as err:
+            _fail(prog, str(err), EXIT_USAGE, debug)
+        except (InvalidInputError, InvalidInputTypeError, ModelFileError) as err:
+            _fail(prog, str(err), EXIT_INPUT, debug)
+        except (StreammixError, ClusterError) as err:
+            _fail(prog, str(err), EXIT_RUNTIME, debug)
+        except KeyboardInterrupt:
+            _fail(prog, "interrupted", 130)
+        except Exception as err:
+            _fail(prog, f"{type(err).__name__}: {err}", EXIT_RUNTIME, debug)
+        return result if isinstance(result, int) else EXIT_OK
+
+
+def _fail(prog: str, message: str, code: int, debug: bool = False) -> None:
+    if debug:
+        traceback.print_exc()
+    line = " ".join(str(message).split())
+    click.echo(f"{prog}: error: {line}", err=True)
+    sys.exit(code)
+
+
+@click.group(
+    cls=StreammixGroup,
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "auto_envvar_prefix": "STREAMMIX",
+        "max_content_width": 100,
+    },
+)
+@click.version_option(package_name="streammix")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    envvar="STREAMMIX_CONFIG",
+    help="TOML file with option defaults per command.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Format of the logs on stderr.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.option("-v", "--verbose", count=True, help="More logging (debug).")
+@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config_file: str | None,
+    log_format: str,
+    quiet: bool,
+    verbose: int,
+    debug: bool,
+) -> None:
+    """Gaussian mixture models for data larger than memory.
+
+    Fit mixtures to chunked Zarr arrays, score and flag outliers, on an embedded
+    local Dask cluster (the default) or on an existing one (--scheduler-address).
+
+    \b
+    Example:
+      streammix generate data.zarr --n-samples 1000000 --n-features 8
+      streammix fit data.zarr --model model --n-components 8
+      streammix flag data.zarr --model model --output flags.zarr --contamination 0.01
+    """
+    ui.setup_logging(log_format, quiet, verbose)
+    ctx.ensure_object(dict)
+    ctx.obj.update({"quiet": quiet, "debug": debug})
+    commands = list(cli.commands)
+    ctx.default_map = load_config(config_file, commands)

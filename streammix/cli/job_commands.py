@@ -1,0 +1,364 @@
+"""Data commands: generate, fit, score, flag. Each parses flags and calls one job.
+
+Layer: edges (CLI).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import click
+
+from .. import datasets
+from ..cluster import ClusterOptions, connect
+from ..jobs import fit as fit_job
+from ..jobs import score as score_jobs
+from . import ui
+from .app import cli
+from .options import (
+    cluster_options,
+    data_argument,
+    json_option,
+    on_invalid_option,
+    overwrite_option,
+)
+
+logger = logging.getLogger("streammix")
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _quiet(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().obj.get("quiet"))
+
+
+@cli.command()
+@click.argument("out", type=click.Path())
+@click.option("--n-samples", type=click.IntRange(min=1), default=200_000, show_default=True)
+@click.option("--n-features", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--n-components", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--outlier-fraction",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Share of rows replaced by uniform outliers.",
+)
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@cluster_options
+@json_option
+@click.pass_context
+def generate(
+    ctx: click.Context,
+    out: str,
+    n_samples: int,
+    n_features: int,
+    n_components: int,
+    outlier_fraction: float,
+    chunk_rows: int,
+    seed: int,
+    overwrite: bool,
+    cluster: ClusterOptions,
+    as_json: bool,
+) -> None:
+    """Write a synthetic dataset (a known mixture plus outliers) to the Zarr group OUT.
+
+    OUT gets arrays X (float64), component (int32, -1 for outliers) and
+    is_outlier (int8), written chunk by chunk in parallel: any size fits.
+
+    \b
+    Example:
+      streammix generate data.zarr --n-samples 1000000 --n-features 8 \\
+          --n-components 5 --outlier-fraction 0.01 --chunk-rows 50000
+    """
+    progress = ui.Progress("generate", not _quiet(ctx))
+    with connect(cluster):
+        summary = datasets.generate(
+            out,
+            n_samples,
+            n_features,
+            n_components,
+            outlier_fraction,
+            chunk_rows,
+            seed,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    ui.emit_summary(summary, as_json)
+
+
+@cli.command()
+@data_argument
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(),
+    help="Directory to write the fitted model to.",
+)
+@click.option("--n-components", type=click.IntRange(min=1), required=True)
+@click.option(
+    "--covariance-type", type=click.Choice(COVARIANCE_TYPES), default="full", show_default=True
+)
+@click.option(
+    "--method",
+    type=click.Choice(["batch", "online"]),
+    default="batch",
+    show_default=True,
+    help="Batch EM, or one-pass stepwise (online) EM.",
+)
+@click.option(
+    "--n-init",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Batch: restarts (all advance in the same passes).",
+)
+@click.option(
+    "--max-iter",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Batch: EM iterations at most.",
+)
+@click.option(
+    "--tol",
+    type=click.FloatRange(min=0.0),
+    default=1e-3,
+    show_default=True,
+    help="Batch: stop when the mean log-likelihood changes less than this.",
+)
+@click.option("--reg-covar", type=click.FloatRange(min=0.0), default=1e-6, show_default=True)
+@click.option(
+    "--init",
+    "init_params",
+    type=click.Choice(["kmeans", "k-means++", "random", "random_from_data"]),
+    default="kmeans",
+    show_default=True,
+)
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Online: passes over the data.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Online: rows per update (default: one chunk).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--checkpoint",
+    type=click.Path(file_okay=False),
+    help="Directory for the fit's state after every iteration.",
+)
+@click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
+@click.option(
+    "--contamination",
+    type=click.FloatRange(0.0, 0.5, min_open=True),
+    help="Also calibrate an outlier threshold at this share of the training rows.",
+)
+@cluster_options
+@json_option
+@click.pass_context
+def fit(
+    ctx: click.Context,
+    data: str,
+    array: str,
+    model_dir: str,
+    n_components: int,
+    covariance_type: str,
+    method: str,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    reg_covar: float,
+    init_params: str,
+    max_epochs: int,
+    batch_size: int | None,
+    seed: int,
+    checkpoint: str | None,
+    resume: bool,
+    contamination: float | None,
+    cluster: ClusterOptions,
+    as_json: bool,
+) -> None:
+    """Fit a Gaussian mixture to DATA and save it to --model.
+
+    Logs one line per iteration (iteration, mean log-likelihood, change,
+    seconds). With --checkpoint, a fit killed at any point continues with
+    --resume and ends with the parameters of an uninterrupted fit.
+
+    \b
+    Example:
+      streammix fit data.zarr --model models/v1 --n-components 8 \\
+          --checkpoint models/v1.ckpt --contamination 0.01
+    """
+    if resume and not checkpoint:
+        raise click.UsageError("--resume needs --checkpoint.")
+    estimator = fit_job.make_estimator(
+        method,
+        n_components=n_components,
+        covariance_type=covariance_type,
+        reg_covar=reg_covar,
+        init_params=init_params,
+        seed=seed,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+    )
+    total = max_iter if method == "batch" else max_epochs
+    unit = "iteration" if method == "batch" else "epoch"
+    progress = ui.Progress("fit", not _quiet(ctx))
+
+    def on_iteration(i: int, bound: float, change: float, seconds: float) -> None:
+        progress.close()
+        change_text = "" if math.isnan(change) else f"  change {change:+.3e}"
+        logger.info(f"{unit} {i:4d}  mean log-likelihood {bound:.6f}{change_text}  {seconds:.2f} s")
+        progress(i, total)
+
+    with connect(cluster):
+        summary = fit_job.fit(
+            data,
+            model_dir,
+            estimator,
+            array=array,
+            checkpoint=checkpoint,
+            resume=resume,
+            contamination=contamination,
+            on_iteration=on_iteration,
+        )
+    progress.close()
+    ui.emit_summary(summary, as_json)
+
+
+@cli.command()
+@data_argument
+@click.option(
+    "--model", "model_dir", required=True, type=click.Path(), help="Model directory (from fit)."
+)
+@click.option("--output", required=True, type=click.Path(), help="Output Zarr group.")
+@click.option(
+    "--incremental", is_flag=True, help="Score only rows appended to DATA since OUTPUT was written."
+)
+@overwrite_option
+@on_invalid_option
+@cluster_options
+@json_option
+@click.pass_context
+def score(
+    ctx: click.Context,
+    data: str,
+    array: str,
+    model_dir: str,
+    output: str,
+    incremental: bool,
+    overwrite: bool,
+    on_invalid: str,
+    cluster: ClusterOptions,
+    as_json: bool,
+) -> None:
+    """Write every row's log-likelihood and most likely component to OUTPUT.
+
+    OUTPUT is a Zarr group row-aligned with DATA: log_likelihood (float64) and
+    component (int32). Re-running finishes what a killed run left and changes
+    nothing after a complete one; 'complete' is set in its attributes last.
+
+    \b
+    Example:
+      streammix score events.zarr --model models/current --output scores.zarr --incremental
+    """
+    progress = ui.Progress("score", not _quiet(ctx))
+    with connect(cluster):
+        summary = score_jobs.score(
+            data,
+            model_dir,
+            output,
+            array=array,
+            incremental=incremental,
+            overwrite=overwrite,
+            on_invalid=on_invalid,
+            progress=progress,
+        )
+    progress.close()
+    ui.emit_summary(summary, as_json)
+
+
+@cli.command()
+@data_argument
+@click.option(
+    "--model", "model_dir", required=True, type=click.Path(), help="Model directory (from fit)."
+)
+@click.option("--output", required=True, type=click.Path(), help="Output Zarr group.")
+@click.option(
+    "--contamination",
+    type=float,
+    help="Flag this share of the rows (in (0, 0.5]): the lowest log-likelihoods.",
+)
+@click.option("--threshold", type=float, help="Flag rows with a log-likelihood below this.")
+@click.option(
+    "--truth", type=click.Path(), help="A Zarr array of 0/1 labels: report precision and recall."
+)
+@click.option(
+    "--incremental", is_flag=True, help="Score only rows appended to DATA since OUTPUT was written."
+)
+@overwrite_option
+@on_invalid_option
+@cluster_options
+@json_option
+@click.pass_context
+def flag(
+    ctx: click.Context,
+    data: str,
+    array: str,
+    model_dir: str,
+    output: str,
+    contamination: float | None,
+    threshold: float | None,
+    truth: str | None,
+    incremental: bool,
+    overwrite: bool,
+    on_invalid: str,
+    cluster: ClusterOptions,
+    as_json: bool,
+) -> None:
+    """Flag outliers of DATA: rows whose log-likelihood is below a threshold.
+
+    OUTPUT gets log_likelihood (float64) and flag (int8: 1 outlier, 0 inlier,
+    -1 could not be scored); its attributes record the threshold and how it
+    was chosen (--threshold, --contamination, or the model's calibration from
+    fit --contamination).
+
+    \b
+    Example:
+      streammix flag events.zarr --model models/current --output flags.zarr --contamination 0.01
+    """
+    if contamination is not None and not 0.0 < contamination <= 0.5:
+        raise click.BadParameter(
+            f"{contamination} is not in (0, 0.5].", param_hint="--contamination"
+        )
+    progress = ui.Progress("flag", not _quiet(ctx))
+    with connect(cluster):
+        summary = score_jobs.flag(
+            data,
+            model_dir,
+            output,
+            contamination=contamination,
+            threshold=threshold,
+            array=array,
+            incremental=incremental,
+            overwrite=overwrite,
+            on_invalid=on_invalid,
+            truth=truth,
+            progress=progress,
+        )
+    progress.close()
+    ui.emit_summary(summary, as_json)

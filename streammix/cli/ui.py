@@ -1,0 +1,89 @@
+"""The terminal: logs on stderr (text or JSON), progress bars, summaries on stdout.
+
+Layer: edges (CLI only; the library never prints).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+import click
+
+logger = logging.getLogger("streammix")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        doc.update(getattr(record, "fields", {}) or {})
+        return json.dumps(doc, default=str)
+
+
+def setup_logging(log_format: str, quiet: bool, verbose: int) -> None:
+    """Route the ``streammix`` logger to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
+    logger.setLevel(level)
+    # distributed is chatty on shutdown; keep its warnings, drop its info.
+    logging.getLogger("distributed").setLevel(logging.ERROR if quiet else logging.WARNING)
+
+
+class Progress:
+    """A one-line progress bar on stderr; silent without a terminal or with --quiet."""
+
+    def __init__(self, label: str, enabled: bool, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and self.stream.isatty()
+        self.start = time.perf_counter()
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        width = 30
+        filled = int(width * done / total)
+        elapsed = time.perf_counter() - self.start
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {elapsed:5.1f}s")
+        self.stream.flush()
+        self.drawn = True
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.drawn = False
+
+
+def emit_summary(summary: dict[str, Any], as_json: bool) -> None:
+    """The job's result on stdout: one JSON document, or ``key: value`` lines."""
+    if as_json:
+        click.echo(json.dumps(summary, indent=None, sort_keys=True, default=str))
+        return
+    for key, value in summary.items():
+        if isinstance(value, float):
+            value = f"{value:.6g}"
+        elif isinstance(value, dict):
+            value = ", ".join(
+                f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+            )
+        click.echo(f"{key}: {value}")

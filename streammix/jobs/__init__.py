@@ -1,0 +1,1 @@
+"""Jobs: what the CLI and the pipelines run (fit, score, flag), as library functions."""

@@ -1,0 +1,260 @@
+"""Row-aligned job outputs in Zarr, and the contract that makes jobs safe to re-run.
+
+Layer: edges (Zarr files).
+
+The contract:
+
+* An output is a Zarr group whose arrays have one row per input row and the
+  input's row chunks. The driver creates the group and its arrays once; tasks
+  only write whole chunks of rows they own, so no two tasks touch one chunk.
+* Rows not written yet read as the fill value: NaN for floats, ``-2`` for the
+  integer arrays (``-1`` means "could not be scored").
+* Each array has a progress array ``_done/<name>`` holding, per chunk, the rows
+  written; a task writes it after the chunk's data. Zarr writes every chunk
+  file atomically, so a killed job leaves whole chunks or none.
+* The group records the job that owns it (``job`` attribute: the kind of job,
+  the model's checksum, the input and the options). A run of the same job
+  writes only the chunks still missing, so a killed job started again ends
+  with the same bytes as an uninterrupted one, and a finished job re-run
+  changes nothing. A different job refuses to touch the output unless asked to
+  overwrite it.
+* ``complete`` is set to true last, after every chunk is verified written, and
+  to false before a run writes anything.
+* When the input has grown (rows appended), an incremental run resizes the
+  arrays and writes the new chunks (and the previously last chunk when it was
+  partial): it ends equal to a full run over the grown input.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from ..errors import InvalidInputError, StreammixError
+
+NOT_WRITTEN = -2
+UNSCORABLE = -1
+
+
+class OutputConflictError(StreammixError, RuntimeError):
+    """The output exists and belongs to another job (or a shrunken input)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArraySpec:
+    """One output array: name, dtype, and extra trailing shape (``()`` for one value per row)."""
+
+    name: str
+    dtype: str
+    tail: tuple[int, ...] = ()
+
+    @property
+    def fill_value(self) -> Any:
+        return np.nan if np.dtype(self.dtype).kind == "f" else NOT_WRITTEN
+
+
+def regular_chunk_rows(row_chunks: Sequence[int]) -> int:
+    """The chunk size of an input whose chunks are regular (all equal but the last)."""
+    first = row_chunks[0]
+    if any(c != first for c in row_chunks[:-1]) or row_chunks[-1] > first:
+        raise InvalidInputError(
+            f"The input's row chunks are irregular ({tuple(row_chunks[:4])}...); outputs need "
+            "regular chunks: rechunk the input to a fixed number of rows per chunk."
+        )
+    return int(first)
+
+
+def _rows_in_chunks(n_rows: int, chunk_rows: int) -> np.ndarray:
+    n_chunks = max(1, -(-n_rows // chunk_rows))
+    rows = np.full(n_chunks, chunk_rows, dtype=np.int64)
+    rows[-1] = n_rows - chunk_rows * (n_chunks - 1)
+    return rows
+
+
+class RowOutput:
+    """An output group row-aligned with an input of ``n_rows`` rows in chunks of ``chunk_rows``."""
+
+    def __init__(self, path: Path, specs: Sequence[ArraySpec], n_rows: int, chunk_rows: int):
+        self.path = path
+        self.specs = {s.name: s for s in specs}
+        self.n_rows = n_rows
+        self.chunk_rows = chunk_rows
+
+    # --------------------------------------------------------------- opening
+    @classmethod
+    def prepare(
+        cls,
+        path: str | os.PathLike[str],
+        specs: Sequence[ArraySpec],
+        job: Mapping[str, Any],
+        n_rows: int,
+        chunk_rows: int,
+        *,
+        incremental: bool = False,
+        overwrite: bool = False,
+    ) -> tuple[RowOutput, bool]:
+        """Create the output, or open it for another run of the same job.
+
+        Returns the output and whether this call created it.
+        """
+        out = cls(Path(path), specs, n_rows, chunk_rows)
+        group = out._open_existing()
+        job = dict(job)
+        if group is not None:
+            recorded = group.attrs.get("job")
+            if recorded != job:
+                if not overwrite:
+                    raise OutputConflictError(
+                        f"The output '{out.path}' was written by another job (different "
+                        "model, input or options); pass --overwrite to replace it."
+                    )
+                group = None
+            else:
+                old_rows = int(str(group.attrs.get("n_rows", -1)))
+                if old_rows > n_rows:
+                    if not overwrite:
+                        raise OutputConflictError(
+                            f"The input has {n_rows} rows but '{out.path}' holds {old_rows}: "
+                            "the input shrank. Pass --overwrite to score it from scratch."
+                        )
+                    group = None
+                elif old_rows < n_rows and not incremental:
+                    raise OutputConflictError(
+                        f"The input grew from {old_rows} to {n_rows} rows since '{out.path}' "
+                        "was written; pass --incremental to score only the new rows, or "
+                        "--overwrite to start again."
+                    )
+                elif old_rows < n_rows:
+                    out._grow(group, old_rows)
+        if group is None:
+            out._create(job)
+            return out, True
+        for spec in specs:
+            if spec.name not in group:
+                out._create_array(group, spec)
+        return out, False
+
+    def _open_existing(self) -> zarr.Group | None:
+        if not self.path.exists():
+            return None
+        try:
+            group = zarr.open_group(str(self.path), mode="r+")
+        except Exception as err:
+            raise OutputConflictError(
+                f"'{self.path}' exists and is not a streammix output ({err}); choose another "
+                "output path or remove it."
+            ) from None
+        if "job" not in group.attrs:
+            raise OutputConflictError(
+                f"'{self.path}' exists and is not a streammix output; choose another path."
+            )
+        return group
+
+    def _create(self, job: dict[str, Any]) -> None:
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        group = zarr.open_group(str(self.path), mode="w")
+        for spec in self.specs.values():
+            self._create_array(group, spec)
+        group.attrs.update(
+            {"job": job, "n_rows": self.n_rows, "chunk_rows": self.chunk_rows, "complete": False}
+        )
+
+    def _create_array(self, group: zarr.Group, spec: ArraySpec) -> None:
+        group.create_array(
+            spec.name,
+            shape=(self.n_rows, *spec.tail),
+            chunks=(self.chunk_rows, *spec.tail),
+            dtype=spec.dtype,
+            fill_value=spec.fill_value,
+        )
+        n_chunks = len(_rows_in_chunks(self.n_rows, self.chunk_rows))
+        group.create_array(
+            f"_done/{spec.name}", shape=(n_chunks,), chunks=(1,), dtype="int64", fill_value=0
+        )
+
+    def _grow(self, group: zarr.Group, old_rows: int) -> None:
+        group.attrs["complete"] = False
+        n_chunks = len(_rows_in_chunks(self.n_rows, self.chunk_rows))
+        for name in self.specs:
+            if name not in group:
+                continue
+            arr = member(group, name)
+            arr.resize((self.n_rows, *arr.shape[1:]))
+            member(group, f"_done/{name}").resize((n_chunks,))
+        group.attrs["n_rows"] = self.n_rows
+
+    # ------------------------------------------------------------- progress
+    def group(self, mode: str = "r+") -> zarr.Group:
+        return zarr.open_group(str(self.path), mode=mode)  # type: ignore[arg-type]
+
+    def expected_rows(self) -> np.ndarray:
+        return _rows_in_chunks(self.n_rows, self.chunk_rows)
+
+    def todo(self, name: str) -> list[int]:
+        """Chunks of array ``name`` not yet written for the current input size."""
+        done = np.asarray(member(self.group("r"), f"_done/{name}")[:])
+        return [int(i) for i in np.flatnonzero(done != self.expected_rows())]
+
+    def reset(self, name: str) -> None:
+        """Mark every chunk of ``name`` as not written (e.g. the threshold changed)."""
+        group = self.group()
+        group.attrs["complete"] = False
+        member(group, f"_done/{name}")[:] = 0
+
+    def mark_incomplete(self) -> None:
+        group = self.group()
+        if group.attrs.get("complete") is not False:
+            group.attrs["complete"] = False
+
+    def set_attrs(self, **attrs: Any) -> None:
+        group = self.group()
+        for k, v in attrs.items():
+            if group.attrs.get(k) != v:
+                group.attrs[k] = v
+
+    def finish(self) -> None:
+        """Verify every array is fully written, then mark the output complete."""
+        for name in self.specs:
+            missing = self.todo(name)
+            if missing:
+                raise StreammixError(
+                    f"Output array {name!r} still misses chunks {missing[:5]}; not marking "
+                    "the output complete."
+                )
+        group = self.group()
+        if group.attrs.get("complete") is not True:
+            group.attrs["complete"] = True
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def member(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``group`` (typed as an array)."""
+    arr = group[name]
+    if not isinstance(arr, zarr.Array):
+        raise StreammixError(f"'{name}' in the output is not an array")
+    return arr
+
+
+def write_rows(path: str, name: str, chunk: int, start: int, values: np.ndarray) -> None:
+    """Write one chunk's rows of array ``name`` and then its progress mark (a task)."""
+    group = zarr.open_group(path, mode="r+")
+    member(group, name)[start : start + values.shape[0]] = values
+    member(group, f"_done/{name}")[chunk] = values.shape[0]
+
+
+def is_complete(path: str | Path) -> bool:
+    """Whether a job output exists and is marked complete."""
+    try:
+        return bool(zarr.open_group(str(path), mode="r").attrs.get("complete") is True)
+    except Exception:
+        return False

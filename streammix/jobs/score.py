@@ -1,0 +1,330 @@
+"""Scoring and outlier-flagging jobs: a model, an input, a row-aligned output.
+
+Layer: edges. One task per input chunk reads the chunk, scores it and writes
+its rows of the output (see :mod:`streammix.jobs.outputs` for the contract
+that makes the jobs safe to kill, re-run and extend).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from dask.delayed import delayed
+
+from ..core.families import Prepared
+from ..core.kernel import score_rows_masked
+from ..engine import quantile as quantiles
+from ..engine.compute import run_tasks
+from ..engine.data import ChunkedData, NonFiniteInput, _on_chunk
+from ..engine.score import prepare_for
+from ..errors import InvalidInputError, InvalidParameterError
+from ..io.inputs import as_chunked, open_zarr_array
+from ..io.modelfile import META_FILE, load
+from .outputs import UNSCORABLE, ArraySpec, RowOutput, member, regular_chunk_rows, write_rows
+
+logger = logging.getLogger("streammix")
+
+ON_INVALID = ("error", "skip", "flag")
+Progress = Callable[[int, int], None]
+
+
+def model_checksum(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a model's metadata (which holds its arrays' checksums)."""
+    return hashlib.sha256((Path(path) / META_FILE).read_bytes()).hexdigest()
+
+
+def _input_id(data_path: Any, array: str) -> str:
+    if isinstance(data_path, str | os.PathLike):
+        return f"{os.path.abspath(os.fspath(data_path))}::{array}"
+    return repr(type(data_path))
+
+
+def _check_on_invalid(on_invalid: str) -> None:
+    if on_invalid not in ON_INVALID:
+        raise InvalidParameterError(
+            f"on_invalid must be one of {', '.join(ON_INVALID)}; got {on_invalid!r}."
+        )
+
+
+def _score_task(
+    X: np.ndarray,
+    offset: int,
+    chunk: int,
+    prep: Prepared,
+    out: str,
+    on_invalid: str,
+    with_component: bool,
+) -> tuple[int, int]:
+    ll, label = score_rows_masked(X, prep)
+    bad = np.isnan(ll)
+    if bad.any() and on_invalid == "error":
+        from ..core.kernel import NonFiniteRow
+
+        raise NonFiniteRow(int(np.flatnonzero(bad)[0]))
+    write_rows(out, "log_likelihood", chunk, offset, ll)
+    if with_component:
+        write_rows(out, "component", chunk, offset, label.astype(np.int32))
+    return X.shape[0], int(bad.sum())
+
+
+def _flag_task(
+    chunk: int, start: int, stop: int, out: str, threshold: float, on_invalid: str
+) -> int:
+    ll = np.asarray(member(zarr.open_group(out, mode="r"), "log_likelihood")[start:stop])
+    flag = (ll < threshold).astype(np.int8)
+    bad = np.isnan(ll)
+    flag[bad] = 1 if on_invalid == "flag" else UNSCORABLE
+    write_rows(out, "flag", chunk, start, flag)
+    return int(np.count_nonzero(flag == 1))
+
+
+def _prepare_job(
+    data_path: Any, model_path: str | os.PathLike[str], array: str
+) -> tuple[ChunkedData, Any, int]:
+    model = load(model_path)
+    data = as_chunked(data_path, array=array)
+    model._check_n_features(data.n_features)
+    return data, model, regular_chunk_rows(data.row_chunks)
+
+
+def _score_pass(
+    data: ChunkedData,
+    model: Any,
+    output: RowOutput,
+    on_invalid: str,
+    with_component: bool,
+    progress: Progress | None,
+) -> int:
+    """Write ``log_likelihood`` (and ``component``) for the chunks still missing."""
+    todo = output.todo("log_likelihood")
+    if with_component:
+        todo = sorted(set(todo) | set(output.todo("component")))
+    if not todo:
+        return 0
+    output.mark_incomplete()
+    prep = delayed(prepare_for(model._params(), data), traverse=False)
+    blocks = data.array.to_delayed().ravel()
+    offsets = data.offsets
+    tasks = [
+        delayed(_on_chunk, pure=True)(
+            _score_task,
+            blocks[c],
+            offsets[c],
+            c,
+            prep,
+            str(output.path),
+            on_invalid,
+            with_component,
+        )
+        for c in todo
+    ]
+    try:
+        results = run_tasks(tasks, progress, "score")
+    except NonFiniteInput:
+        raise NonFiniteInput(data.first_nonfinite_row()) from None
+    return int(sum(r[1] for r in results))
+
+
+def score(
+    data: Any,
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    array: str = "X",
+    incremental: bool = False,
+    overwrite: bool = False,
+    on_invalid: str = "error",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write every row's log-likelihood and most likely component to ``output``.
+
+    Parameters
+    ----------
+    data : path to a Zarr array or group (member ``array``), or any streammix input
+    model : path to a saved model directory
+    output : path of the output Zarr group (``log_likelihood`` float64,
+        ``component`` int32)
+    incremental : score only rows appended since the output was written
+    overwrite : replace an output written by another job
+    on_invalid : {"error", "skip", "flag"}
+        Rows with NaN or infinity: fail naming the first one, or write NaN and
+        ``-1`` (``"flag"`` behaves as ``"skip"`` here).
+
+    Returns
+    -------
+    dict
+        A summary: rows, rows scored in this run, invalid rows, output path.
+    """
+    _check_on_invalid(on_invalid)
+    ds, est, chunk_rows = _prepare_job(data, model, array)
+    job = {
+        "kind": "score",
+        "model_sha256": model_checksum(model),
+        "input": _input_id(data, array),
+        "n_features": ds.n_features,
+        "on_invalid": on_invalid,
+    }
+    specs = [ArraySpec("log_likelihood", "float64"), ArraySpec("component", "int32")]
+    out, created = RowOutput.prepare(
+        output, specs, job, ds.n_rows, chunk_rows, incremental=incremental, overwrite=overwrite
+    )
+    before = len(out.todo("log_likelihood"))
+    try:
+        invalid = _score_pass(ds, est, out, on_invalid, True, progress)
+        out.finish()
+    except BaseException:
+        if created:
+            out.remove()
+        raise
+    return {
+        "job": "score",
+        "output": str(output),
+        "rows": ds.n_rows,
+        "chunks_written": before,
+        "invalid_rows_in_run": invalid,
+        "complete": True,
+    }
+
+
+def check_threshold_source(
+    model: Any, contamination: float | None, threshold: float | None
+) -> None:
+    """Refuse, before any work, flag settings that cannot give a threshold."""
+    if threshold is not None and contamination is not None:
+        raise InvalidParameterError("Pass either --contamination or --threshold, not both.")
+    if contamination is not None and not 0.0 < contamination <= 0.5:
+        raise InvalidParameterError(f"contamination must be in (0, 0.5]; got {contamination}.")
+    if threshold is not None and not np.isfinite(threshold):
+        raise InvalidParameterError(f"threshold must be a finite number; got {threshold}.")
+    if threshold is None and contamination is None and getattr(model, "threshold_", None) is None:
+        raise InvalidParameterError(
+            "No threshold: pass --contamination or --threshold, or use a model calibrated "
+            "at fit time (fit --contamination)."
+        )
+
+
+def choose_threshold(
+    out: RowOutput, model: Any, contamination: float | None, threshold: float | None
+) -> tuple[float, dict[str, Any]]:
+    """The log-likelihood below which a row is an outlier, and how it was chosen."""
+    check_threshold_source(model, contamination, threshold)
+    if threshold is not None:
+        return float(threshold), {"method": "given", "threshold": float(threshold)}
+    if contamination is not None:
+        ll = member(zarr.open_group(str(out.path), mode="r"), "log_likelihood")
+        import dask.array as da
+
+        value = quantiles.quantile(da.from_zarr(ll), contamination)
+        return value, {
+            "method": "contamination",
+            "contamination": float(contamination),
+            "threshold": value,
+            "quantile_of": "log_likelihood of this input",
+        }
+    calibrated = model.threshold_
+    return float(calibrated), {
+        "method": "model",
+        "threshold": float(calibrated),
+        **dict(getattr(model, "threshold_info_", {}) or {}),
+    }
+
+
+def flag(
+    data: Any,
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    contamination: float | None = None,
+    threshold: float | None = None,
+    array: str = "X",
+    incremental: bool = False,
+    overwrite: bool = False,
+    on_invalid: str = "error",
+    truth: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write every row's log-likelihood and an outlier flag to ``output``.
+
+    ``flag`` is int8: 1 outlier (log-likelihood below the threshold), 0 inlier,
+    -1 a row that could not be scored (NaN or infinity, with
+    ``on_invalid="skip"``; ``"flag"`` marks such rows as outliers). The
+    threshold is ``threshold``, or the ``contamination`` quantile of this
+    input's log-likelihoods, or the one the model was calibrated with at fit
+    time; it and its origin are recorded in the output's attributes.
+    ``truth`` (a Zarr array of 0/1 labels) adds precision and recall to the
+    summary.
+    """
+    _check_on_invalid(on_invalid)
+    ds, est, chunk_rows = _prepare_job(data, model, array)
+    check_threshold_source(est, contamination, threshold)
+    job = {
+        "kind": "flag",
+        "model_sha256": model_checksum(model),
+        "input": _input_id(data, array),
+        "n_features": ds.n_features,
+        "on_invalid": on_invalid,
+        "contamination": contamination,
+        "threshold": threshold,
+    }
+    specs = [ArraySpec("log_likelihood", "float64"), ArraySpec("flag", "int8")]
+    out, created = RowOutput.prepare(
+        output, specs, job, ds.n_rows, chunk_rows, incremental=incremental, overwrite=overwrite
+    )
+    try:
+        _score_pass(ds, est, out, on_invalid, False, progress)
+        value, how = choose_threshold(out, est, contamination, threshold)
+        group = out.group("r")
+        if group.attrs.get("threshold") != how:
+            out.reset("flag")
+            out.set_attrs(threshold=how)
+        todo = out.todo("flag")
+        rows = out.expected_rows()
+        starts = np.concatenate([[0], np.cumsum(rows)[:-1]])
+        tasks = [
+            delayed(_flag_task, pure=True)(
+                c, int(starts[c]), int(starts[c] + rows[c]), str(out.path), value, on_invalid
+            )
+            for c in todo
+        ]
+        run_tasks(tasks, progress, "flag")
+        out.finish()
+    except BaseException:
+        if created:
+            out.remove()
+        raise
+    flags = np.asarray(member(zarr.open_group(str(output), mode="r"), "flag")[:])
+    summary: dict[str, Any] = {
+        "job": "flag",
+        "output": str(output),
+        "rows": ds.n_rows,
+        "flagged": int(np.count_nonzero(flags == 1)),
+        "unscorable": int(np.count_nonzero(flags == UNSCORABLE)),
+        "threshold": how,
+        "complete": True,
+    }
+    if truth is not None:
+        summary.update(evaluate(flags, truth))
+    return summary
+
+
+def evaluate(flags: np.ndarray, truth: str | os.PathLike[str]) -> dict[str, Any]:
+    """Precision and recall of ``flags == 1`` against a 0/1 Zarr array."""
+    labels = np.asarray(open_zarr_array(truth)[:]).astype(bool)
+    if labels.shape != flags.shape:
+        raise InvalidInputError(
+            f"The truth array has {labels.shape[0]} rows, the flags {flags.shape[0]}."
+        )
+    flagged = flags == 1
+    tp = int(np.count_nonzero(flagged & labels))
+    return {
+        "precision": tp / max(int(flagged.sum()), 1),
+        "recall": tp / max(int(labels.sum()), 1),
+        "true_outliers": int(labels.sum()),
+    }
