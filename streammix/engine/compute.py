@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -38,11 +39,51 @@ def _blas_controller() -> ThreadpoolController:
     return _controller
 
 
+_guard_lock = threading.Lock()
+_guard_depth = 0
+_guard_restore: Any = None
+
+
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """BLAS limited to one thread in this process while the block runs."""
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    """BLAS limited to one thread in this process while any guarded block runs.
+
+    The limit is process-wide, so overlapping blocks share one
+    reference-counted limit: the first sets it, the last restores it.
+    """
+    global _guard_depth, _guard_restore
+    with _guard_lock:
+        if _guard_depth == 0:
+            _guard_restore = _blas_controller().limit(limits=1, user_api="blas")
+        _guard_depth += 1
+    try:
         yield
+    finally:
+        with _guard_lock:
+            _guard_depth -= 1
+            if _guard_depth == 0 and _guard_restore is not None:
+                _guard_restore.restore_original_limits()
+                _guard_restore = None
+
+
+_pool_limit: Any = None
+
+
+def single_threaded_blas_in_pools() -> None:
+    """Called by every chunk task: on a thread other than the main one (a dask
+    thread pool computing lazy results the caller asked for), set BLAS to one
+    thread for the rest of the process.
+
+    Switching the limit on and off around every task costs more than the tasks
+    (measured: a lazy score ten times slower), so the limit stays, as dask
+    recommends for BLAS inside its thread pools (``OMP_NUM_THREADS=1``).
+    """
+    global _pool_limit
+    if _pool_limit is not None or threading.current_thread() is threading.main_thread():
+        return
+    with _guard_lock:
+        if _pool_limit is None:
+            _pool_limit = _blas_controller().limit(limits=1, user_api="blas")
 
 
 P = ParamSpec("P")

@@ -25,7 +25,7 @@ from dask.delayed import delayed
 
 from ..core.kernel import NonFiniteRow, UnscorableRow, first_nonfinite_row
 from ..errors import InvalidInputError
-from .compute import compute, single_threaded_blas
+from .compute import compute, single_threaded_blas, single_threaded_blas_in_pools
 from .reduce import tree_reduce, tree_reduce_delayed
 
 # Rows per chunk when numpy input is split for the thread pool.
@@ -65,6 +65,7 @@ class UnscorableInput(InvalidInputError):
 def _on_chunk(func: Callable[..., Any], chunk: Any, offset: int, *args: Any) -> Any:
     """Run a chunk function, turning chunk-local row errors into global ones."""
     chunk = np.asarray(chunk)
+    single_threaded_blas_in_pools()
     try:
         return func(chunk, offset, *args)
     except NonFiniteRow as err:
