@@ -19,6 +19,7 @@ from .errors import (
     StreammixError,
 )
 from .io.modelfile import load
+from .kde import KernelDensity
 from .mixture import GaussianMixture
 from .online import OnlineGaussianMixture
 
@@ -33,6 +34,7 @@ __all__ = [
     "GaussianMixture",
     "InvalidInputError",
     "InvalidParameterError",
+    "KernelDensity",
     "ModelFileError",
     "NotFittedError",
     "OnlineGaussianMixture",

@@ -5,7 +5,8 @@ Layer: edges.
 
 from __future__ import annotations
 
+from .kde import KernelDensity
 from .mixture import GaussianMixture
 from .online import OnlineGaussianMixture
 
-__all__ = ["GaussianMixture", "OnlineGaussianMixture"]
+__all__ = ["GaussianMixture", "KernelDensity", "OnlineGaussianMixture"]

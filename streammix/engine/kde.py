@@ -1,0 +1,173 @@
+"""Kernel density estimation over chunks: data moments, blockwise scoring, sampling.
+
+Layer: engine (dask + numpy), built on :mod:`streammix.core.kde`.
+
+* :func:`moment_stats` summarises the reference rows (count, mean, centred
+  scatter) in one pass: per-chunk :class:`~streammix.core.kde.MomentStats`
+  around a shift taken from the first rows, tree-reduced.
+* :func:`score` evaluates every (query chunk, reference chunk) pair with the
+  pairwise kernel and tree-reduces the partial log-sum-exps of each query chunk
+  over the reference chunks. Numpy query and reference run in a thread pool;
+  otherwise the pairs form a dask graph, which is returned lazily for lazy
+  queries (chunked like the query rows) and computed for numpy queries.
+* :func:`sample` picks reference rows uniformly and adds kernel noise.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask.delayed import Delayed, delayed
+
+from ..core.kde import (
+    KernelPrep,
+    MomentStats,
+    combine_partials,
+    partial_logsumexp,
+    sample_rows,
+    whiten,
+)
+from ..core.kernel import NonFiniteRow, first_nonfinite_row
+from .compute import compute, single_threaded_blas
+from .data import ChunkedData, NonFiniteInput
+from .reduce import tree_reduce, tree_reduce_delayed
+
+# Rows averaged for the shift of the moment pass: any point near the data will do.
+SHIFT_ROWS = 1024
+
+
+def _head(data: ChunkedData, n_rows: int) -> np.ndarray:
+    head = data.array[: min(n_rows, data.n_rows)]
+    if data.is_lazy:
+        (head,) = compute(head, label="kde-shift")
+    return np.asarray(head, dtype=np.float64)
+
+
+def _moments_chunk(X: np.ndarray, offset: int, shift: np.ndarray) -> MomentStats:
+    bad = first_nonfinite_row(X)
+    if bad is not None:
+        raise NonFiniteRow(bad)
+    return MomentStats.of_rows(X, shift)
+
+
+def moment_stats(data: ChunkedData) -> MomentStats:
+    """Count, mean and centred scatter of all rows, without loading them together.
+
+    Raises
+    ------
+    NonFiniteInput
+        Naming the first row with NaN or infinity.
+    """
+    head = _head(data, SHIFT_ROWS)
+    bad = first_nonfinite_row(head)
+    if bad is not None:
+        raise NonFiniteInput(bad)
+    shift = head.mean(axis=0)
+    stats: MomentStats = data.map_reduce(_moments_chunk, shift, label="kde-moments")
+    return stats
+
+
+def _pair(Q: Any, q_offset: int, R: Any, prep: KernelPrep) -> np.ndarray:
+    """Partial log-sum-exps of one query chunk over one reference chunk."""
+    Q, R = np.asarray(Q), np.asarray(R)
+    bad = first_nonfinite_row(Q)
+    if bad is not None:
+        raise NonFiniteInput(q_offset + bad, first=False)
+    return partial_logsumexp(whiten(Q, prep), whiten(R, prep))
+
+
+def _finish(partial: np.ndarray, prep: KernelPrep) -> np.ndarray:
+    return partial + prep.log_norm
+
+
+def _score_in_memory(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> np.ndarray:
+    q_chunks = query._numpy_chunks()
+    r_chunks = [c for c, _ in reference._numpy_chunks()]
+    n_ref = len(r_chunks)
+    workers = min(len(q_chunks) * n_ref, os.cpu_count() or 1)
+    # Query chunks go in batches just large enough to keep every worker busy, so that
+    # only one batch's partial results are held at a time.
+    batch = max(1, -(-workers // n_ref))
+
+    def run(pair: tuple[int, int]) -> np.ndarray:
+        qi, ri = pair
+        q, offset = q_chunks[qi]
+        return _pair(q, offset, r_chunks[ri], prep)
+
+    out: list[np.ndarray] = []
+    with single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
+        for first in range(0, len(q_chunks), batch):
+            todo = range(first, min(first + batch, len(q_chunks)))
+            parts = list(pool.map(run, [(qi, ri) for qi in todo for ri in range(n_ref)]))
+            for i in range(len(todo)):
+                total = tree_reduce(parts[i * n_ref : (i + 1) * n_ref], combine_partials)
+                out.append(_finish(total, prep))
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def _blocks(data: ChunkedData) -> list[Any]:
+    """The chunks of ``data`` as graph nodes (numpy chunks wrapped once)."""
+    if data.is_lazy:
+        return list(data.array.to_delayed().ravel())
+    return [delayed(c, traverse=False) for c, _ in data._numpy_chunks()]
+
+
+def _score_graph(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> da.Array:
+    prep_node = delayed(prep, traverse=False)
+    r_blocks = _blocks(reference)
+    pieces = []
+    for qb, offset, rows in zip(_blocks(query), query.offsets, query.row_chunks, strict=True):
+        parts: list[Delayed] = [
+            delayed(_pair, pure=True)(qb, offset, rb, prep_node) for rb in r_blocks
+        ]
+        total = tree_reduce_delayed(parts, combine_partials)
+        done = delayed(_finish, pure=True)(total, prep_node)
+        pieces.append(da.from_delayed(done, shape=(rows,), dtype=np.float64))
+    return da.concatenate(pieces, axis=0)
+
+
+def score(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> Any:
+    """Log-density of every query row under the KDE of the reference rows.
+
+    Returns
+    -------
+    ndarray of shape (n_query,) for numpy queries, else a lazy dask array of
+    that shape chunked like the query rows.
+    """
+    if not query.is_lazy and not reference.is_lazy:
+        return _score_in_memory(query, reference, prep)
+    lazy = _score_graph(query, reference, prep)
+    if query.is_lazy:
+        return lazy
+    (out,) = compute(lazy, label="kde-score")
+    return np.asarray(out)
+
+
+def mean_score(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> float:
+    """Mean log-density of the query rows (computed)."""
+    values = score(query, reference, prep)
+    if isinstance(values, da.Array):
+        (total,) = compute(values.sum(), label="kde-score")
+        return float(total) / query.n_rows
+    return float(np.mean(values))
+
+
+def sample(
+    reference: ChunkedData, cholesky: np.ndarray, n_samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n_samples`` rows: uniformly chosen reference rows plus kernel noise.
+
+    Only the chosen rows are read (one ``compute`` for lazy reference data).
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features), float64
+    """
+    picks = rng.integers(0, reference.n_rows, size=n_samples)
+    unique, inverse = np.unique(picks, return_inverse=True)
+    rows = reference.take(unique)[inverse]
+    return sample_rows(rows, cholesky, rng)
