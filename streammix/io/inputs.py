@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,33 @@ def _check_row_chunks(col_chunks: tuple[int, ...], n_features: int, where: str) 
         )
 
 
+class ZarrRows:
+    """A read-only view of a Zarr array whose read errors name the rows and the array.
+
+    dask reads chunks through ``__getitem__``; a chunk that cannot be decoded
+    (truncated or altered file) becomes an :class:`InvalidInputError` instead of
+    a codec's bare exception.
+    """
+
+    def __init__(self, array: zarr.Array, where: str) -> None:
+        self.array = array
+        self.where = where
+        self.shape = tuple(array.shape)
+        self.dtype = array.dtype
+        self.ndim = array.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return np.asarray(self.array[key])
+        except Exception as err:
+            rows = key[0] if isinstance(key, tuple) else key
+            span = f"rows {rows.start}-{rows.stop}" if isinstance(rows, slice) else "rows"
+            raise InvalidInputError(
+                f"{self.where}: cannot read {span} (a damaged or missing chunk?): "
+                f"{type(err).__name__}: {err}"
+            ) from None
+
+
 def _from_zarr(arr: zarr.Array, where: str) -> ChunkedData:
     check_zarr_metadata(arr.metadata.to_dict(), where)
     _check_shape(tuple(arr.shape), where)
@@ -212,7 +240,13 @@ def _from_zarr(arr: zarr.Array, where: str) -> ChunkedData:
     if chunk_cols < arr.shape[1]:
         cols = tuple(min(chunk_cols, arr.shape[1] - s) for s in range(0, arr.shape[1], chunk_cols))
         _check_row_chunks(cols, arr.shape[1], where)
-    x = da.from_zarr(arr)
+    x = da.from_array(
+        ZarrRows(arr, where),
+        chunks=arr.chunks,
+        asarray=True,
+        lock=False,
+        name=f"zarr-rows-{uuid.uuid4().hex}",
+    )
     target = _float_dtype(x.dtype)
     if x.dtype != target:
         x = x.astype(target)
