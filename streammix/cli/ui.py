@@ -16,6 +16,20 @@ import click
 logger = logging.getLogger("streammix")
 
 
+def _one_line(record: logging.LogRecord) -> str:
+    message = record.getMessage()
+    if record.name == "py.warnings":
+        # "file:line: Category: text\n  source line" -> "Category: text"
+        first = message.strip().splitlines()[0]
+        message = first.split(": ", 1)[1] if ": " in first else first
+    return " ".join(line.strip() for line in message.splitlines())
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{self.formatTime(record, '%H:%M:%S')} {record.levelname} {_one_line(record)}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per log record."""
 
@@ -23,7 +37,7 @@ class JsonFormatter(logging.Formatter):
         doc = {
             "time": round(record.created, 3),
             "level": record.levelname.lower(),
-            "message": record.getMessage(),
+            "message": _one_line(record),
         }
         doc.update(getattr(record, "fields", {}) or {})
         return json.dumps(doc, default=str)
@@ -35,9 +49,14 @@ def setup_logging(log_format: str, quiet: bool, verbose: int) -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.setFormatter(TextFormatter())
     logger.handlers[:] = [handler]
     logger.propagate = False
+    # Python warnings (e.g. EM stopping at --max-iter) become one log line each.
+    logging.captureWarnings(True)
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_logger.handlers[:] = [handler]
+    warnings_logger.propagate = False
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 0 else logging.INFO)
     logger.setLevel(level)
     # distributed is chatty on shutdown; keep its warnings, drop its info.
