@@ -88,7 +88,9 @@ def _local_cluster(options: ClusterOptions) -> Any:
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0" if options.dashboard else None,
         memory_limit=options.memory_limit or "auto",
-        silence_logs=logging.ERROR,
+        # Task failures reach the client as exceptions (one line from the CLI); the
+        # workers' own logs of them would only repeat them as tracebacks.
+        silence_logs=logging.CRITICAL,
     )
 
 
@@ -129,7 +131,7 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Any]:
                 f"Cannot connect to the Dask scheduler at {target}: {err}{hint}"
             ) from None
         with client:
-            logger.info(
+            logger.debug(
                 "connected to %s (%d workers)",
                 target,
                 len(client.scheduler_info().get("workers", {})),
@@ -141,7 +143,7 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Any]:
     except Exception as err:
         raise ClusterError(f"Cannot start the local Dask cluster: {err}") from None
     with cluster, Client(cluster, set_as_default=True) as client:
-        logger.info(
+        logger.debug(
             "local cluster: %d workers x %d threads%s",
             len(cluster.workers),
             next(iter(cluster.workers.values())).nthreads if cluster.workers else 0,

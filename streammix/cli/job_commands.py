@@ -225,6 +225,7 @@ def fit(
         logger.info(f"{unit} {i:4d}  mean log-likelihood {bound:.6f}{change_text}  {seconds:.2f} s")
         progress(i, total)
 
+    fit_job.preflight(data, array, n_components)
     with connect(cluster):
         summary = fit_job.fit(
             data,
@@ -276,6 +277,7 @@ def score(
     Example:
       streammix score events.zarr --model models/current --output scores.zarr --incremental
     """
+    score_jobs.preflight(data, model_dir, array)
     progress = ui.Progress("score", not _quiet(ctx))
     with connect(cluster):
         summary = score_jobs.score(
@@ -345,6 +347,7 @@ def flag(
         raise click.BadParameter(
             f"{contamination} is not in (0, 0.5].", param_hint="--contamination"
         )
+    score_jobs.preflight(data, model_dir, array, contamination, threshold, flagging=True)
     progress = ui.Progress("flag", not _quiet(ctx))
     with connect(cluster):
         summary = score_jobs.flag(

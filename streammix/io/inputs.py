@@ -95,12 +95,6 @@ def check_zarr_metadata(meta: dict[str, Any], where: str) -> None:
             unsafe.append("object_codec")
     else:
         raise InvalidInputError(f"{where}: unknown Zarr format {fmt!r}.")
-    if unsafe:
-        raise InvalidInputError(
-            f"{where} declares codec(s) {', '.join(sorted(set(unsafe)))}, which streammix does "
-            "not decode (only numeric compressors and filters are accepted). Re-encode the data "
-            "with zstd, blosc or gzip."
-        )
     if not isinstance(dtype, str):
         raise InvalidInputError(f"{where} has a non-numeric dtype {dtype!r}.")
     try:
@@ -110,6 +104,12 @@ def check_zarr_metadata(meta: dict[str, Any], where: str) -> None:
     if np_dtype.kind not in "biuf":
         raise InvalidInputError(
             f"{where} has dtype {np_dtype}, but streammix needs numbers (int or float)."
+        )
+    if unsafe:
+        raise InvalidInputError(
+            f"{where} declares codec(s) {', '.join(sorted(set(unsafe)))}, which streammix does "
+            "not decode (only numeric compressors and filters are accepted). Re-encode the data "
+            "with zstd, blosc or gzip."
         )
 
 

@@ -27,7 +27,7 @@ from ..core.families import get_family
 from ..core.frame import Frame
 from ..core.params import MixtureParams
 from ..engine.batch import IterationReport, RunState
-from ..errors import InvalidParameterError, ModelFileError
+from ..errors import InvalidInputError, InvalidParameterError, ModelFileError
 from ..io.inputs import as_chunked
 from ..io.modelfile import read_model_dir, write_model_dir
 from ..mixture import GaussianMixture
@@ -111,6 +111,17 @@ def _check_checkpoint(meta: dict[str, Any], kind: str, fingerprint: str, path: P
         raise ModelFileError(
             f"The checkpoint in '{path}' belongs to a fit with other settings or another "
             "input; remove it or resume with the same options."
+        )
+
+
+def preflight(data: Any, array: str, n_components: int) -> None:
+    """Refuse, before any cluster starts, input a fit cannot use (shape, dtype,
+    chunking, fewer rows than components)."""
+    ds = as_chunked(data, array=array)
+    if ds.n_rows < n_components:
+        raise InvalidInputError(
+            f"Expected n_samples >= n_components but got n_components = {n_components}, "
+            f"n_samples = {ds.n_rows}"
         )
 
 

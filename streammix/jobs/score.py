@@ -85,6 +85,21 @@ def _flag_task(
     return int(np.count_nonzero(flag == 1))
 
 
+def preflight(
+    data: Any,
+    model: str | os.PathLike[str],
+    array: str = "X",
+    contamination: float | None = None,
+    threshold: float | None = None,
+    flagging: bool = False,
+) -> None:
+    """Refuse, before any cluster starts, a job that cannot run: unreadable data or
+    model, feature counts that differ, irregular chunks, no threshold source."""
+    _, est, _ = _prepare_job(data, model, array)
+    if flagging:
+        check_threshold_source(est, contamination, threshold)
+
+
 def _prepare_job(
     data_path: Any, model_path: str | os.PathLike[str], array: str
 ) -> tuple[ChunkedData, Any, int]:
