@@ -22,6 +22,7 @@ from .io.modelfile import load
 from .kde import KernelDensity
 from .mixture import GaussianMixture
 from .online import OnlineGaussianMixture
+from .selection import Selection, select
 
 try:
     __version__ = version("streammix")
@@ -38,7 +39,9 @@ __all__ = [
     "ModelFileError",
     "NotFittedError",
     "OnlineGaussianMixture",
+    "Selection",
     "StreammixError",
     "__version__",
     "load",
+    "select",
 ]

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
+import dask.array as da
 import numpy as np
 
 from ._estimator import Estimator
-from ._random import as_generator
+from ._random import as_generator, draw_entropy
 from ._validation import (
     Constraint,
     Interval,
@@ -25,7 +26,7 @@ from ._validation import (
     Options,
     check_params,
 )
-from .core import sampling
+from .core import conditional, sampling
 from .core.families import FAMILY_NAMES, CholeskyFailure, CovarianceFamily, get_family
 from .core.kernel import score_rows
 from .core.mstep import DEGENERATE_POLICIES
@@ -108,6 +109,19 @@ def _add_pairs(a: tuple[float, int], b: tuple[float, int]) -> tuple[float, int]:
     return a[0] + b[0], a[1] + b[1]
 
 
+def _impute_chunk(
+    X: np.ndarray, offset: int, params: MixtureParams, n_draws: int, entropy: int
+) -> np.ndarray:
+    if not n_draws:
+        return conditional.impute(params, X)
+    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(offset,)))
+    return np.moveaxis(conditional.impute(params, X, n_draws=n_draws, rng=rng), 0, 1)
+
+
+def _marginal_chunk(X: np.ndarray, offset: int, params: MixtureParams) -> np.ndarray:
+    return conditional.log_marginal_density(params, X)
+
+
 class BaseMixture(Estimator):
     """Parameters, scoring, sampling and model files of a Gaussian mixture."""
 
@@ -147,7 +161,8 @@ class BaseMixture(Estimator):
         return bool(self.warm_start) and self.__sklearn_is_fitted__()
 
     def _data(self, X: Any, *, fitting: bool = False) -> ChunkedData:
-        data = as_chunked(X)
+        allow_nan = fitting and getattr(self, "missing", "error") == "em"
+        data = as_chunked(X, allow_nan=allow_nan)
         if not fitting:
             self._check_fitted()
         if not fitting or self._continuing():
@@ -286,6 +301,79 @@ class BaseMixture(Estimator):
                 "least one sample."
             )
         return sampling.sample(self._params(), int(n_samples), as_generator(self.random_state))
+
+    # ------------------------------------------------------- exact inference
+    def marginal(self, features: Any) -> Any:
+        """The mixture of the sub-vector ``x[features]`` (a fitted :class:`GaussianMixture`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from streammix import GaussianMixture
+        >>> gm = GaussianMixture.from_parameters([1.0], [[1.0, 2.0]], [np.eye(2)])
+        >>> gm.marginal([1]).means_
+        array([[2.]])
+        """
+        return self._known(conditional.marginal(self._params(), features))
+
+    def condition(self, features: Any, values: Any) -> Any:
+        """The mixture of the other features given ``x[features] = values``.
+
+        Weights are reweighted by each component's density of the observed values;
+        means and covariances are the Gaussian conditionals (Schur complements).
+        The remaining features keep their order.
+        """
+        return self._known(conditional.condition(self._params(), features, values))
+
+    def _known(self, params: MixtureParams) -> Any:
+        from .mixture import GaussianMixture
+
+        return GaussianMixture.from_parameters(
+            params.weights,
+            params.means,
+            params.covariances,
+            params.family.name,
+            reg_covar=self.reg_covar,
+        )
+
+    def impute(self, X: Any, n_draws: int = 0, random_state: Any = None) -> Any:
+        """Fill the NaN entries of every row from the mixture conditional on its
+        observed entries (each row its own pattern).
+
+        Parameters
+        ----------
+        X : array-like, dask array, zarr.Array or path, with NaN for missing values
+        n_draws : int, default=0
+            0 fills with the conditional mean; ``n > 0`` returns ``n`` conditional
+            draws, shape ``(n, n_samples, n_features)``.
+        random_state : int, Generator or None
+            Seeds the draws; chunk ``c`` draws from its own stream, so the result
+            is reproducible for a given chunking.
+
+        Returns
+        -------
+        ndarray for numpy input, lazy dask array for dask or Zarr input.
+        """
+        if not isinstance(n_draws, int | np.integer) or n_draws < 0:
+            raise InvalidParameterError(f"n_draws must be an int >= 0; got {n_draws!r}.")
+        self._check_fitted()
+        data = as_chunked(X, allow_nan=True)
+        self._check_n_features(data.n_features)
+        entropy = draw_entropy(as_generator(random_state)) if n_draws else 0
+        tail = (int(n_draws), data.n_features) if n_draws else (data.n_features,)
+        out = data.map_rows(
+            _impute_chunk, self._params(), int(n_draws), entropy, dtype=np.float64, tail=tail
+        )
+        if not n_draws:
+            return out
+        return da.moveaxis(out, 1, 0) if data.is_lazy else np.moveaxis(out, 1, 0)
+
+    def log_marginal_density(self, X: Any) -> Any:
+        """Log-density of every row's observed (non-NaN) entries; 0 for empty rows."""
+        self._check_fitted()
+        data = as_chunked(X, allow_nan=True)
+        self._check_n_features(data.n_features)
+        return data.map_rows(_marginal_chunk, self._params(), dtype=np.float64)
 
     # ------------------------------------------------------------------ files
     def calibrate(self, X: Any, contamination: float) -> float:

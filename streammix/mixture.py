@@ -16,7 +16,7 @@ import numpy as np
 
 from ._mixture_base import COMMON_RULES, BaseMixture
 from ._random import as_generator, draw_entropy
-from ._validation import Constraint, Interval, IsBool
+from ._validation import Constraint, Interval, IsBool, Options
 from .core.frame import Frame
 from .engine.batch import EMSettings, IterationReport, RunState, best_run, run_em
 from .engine.compute import blas_guarded
@@ -78,6 +78,12 @@ class GaussianMixture(BaseMixture):
     persist : bool, default=False
         Hold lazy input in (cluster) memory for the fit instead of re-reading it
         every iteration; only for data that fit there.
+    missing : {"error", "em"}, default="error"
+        NaN in the data: an error naming the first such row, or missing values
+        handled exactly by EM (Ghahramani & Jordan 1994: responsibilities from
+        each row's observed entries, expected statistics with the conditional
+        covariance of the missing ones; see :mod:`streammix.core.missing`). The
+        lower bound is then the mean log-likelihood of the observed entries.
 
     Attributes
     ----------
@@ -112,6 +118,7 @@ class GaussianMixture(BaseMixture):
         "verbose": [Interval("int", 0, None, "left")],
         "verbose_interval": [Interval("int", 1, None, "left")],
         "persist": [IsBool()],
+        "missing": [Options(("error", "em"))],
     }
 
     def __init__(
@@ -133,6 +140,7 @@ class GaussianMixture(BaseMixture):
         verbose_interval: int = 10,
         on_degenerate: str = "error",
         persist: bool = False,
+        missing: str = "error",
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -150,6 +158,7 @@ class GaussianMixture(BaseMixture):
         self.verbose_interval = verbose_interval
         self.on_degenerate = on_degenerate
         self.persist = persist
+        self.missing = missing
 
     # -------------------------------------------------------------------- fit
     def fit(self, X: Any, y: Any = None) -> GaussianMixture:
@@ -229,6 +238,7 @@ class GaussianMixture(BaseMixture):
             float(self.tol),
             int(self.max_iter),
             self.on_degenerate,
+            missing=self.missing == "em",
         )
         hook = self._verbose_hook(on_iteration)
         states = run_em(
@@ -252,6 +262,7 @@ class GaussianMixture(BaseMixture):
             float(self.reg_covar),
             self.on_degenerate,
             rngs,
+            missing=self.missing == "em",
         )
         return [RunState(p) for p in starts], frame
 

@@ -135,6 +135,39 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "keep": _f("int", 5, low=1),
     },
     "info": {"model": _f("path", REQUIRED)},
+    "select": {
+        **_COMMON_DATA,
+        "model": _f("path", REQUIRED),
+        "n_components": _f("str", "1-8"),
+        "covariance_types": _f("str", "full"),
+        "criterion": _f("str", "bic", choices=("bic", "aic", "heldout")),
+        "seed": _f("int", 0),
+        "max_iter": _f("int", 100, low=1),
+        "tol": _f("float", 1e-3, low=0.0),
+    },
+    "sample": {
+        "model": _f("path", REQUIRED),
+        "output": _f("path", REQUIRED),
+        "n_samples": _f("int", REQUIRED, low=1),
+        "chunk_rows": _f("int", 100_000, low=1),
+        "seed": _f("int", 0),
+        "overwrite": _f("bool", False),
+    },
+    "impute": {
+        **_COMMON_DATA,
+        "model": _f("path", REQUIRED),
+        "output": _f("path", REQUIRED),
+        "n_draws": _f("int", 0, low=0),
+        "seed": _f("int", 0),
+        "overwrite": _f("bool", False),
+    },
+    "kde": {
+        **_COMMON_DATA,
+        "output": _f("path", REQUIRED),
+        "bandwidth": _f("str", "scott"),
+        "query": _f("path"),
+        "overwrite": _f("bool", False),
+    },
 }
 
 
@@ -375,11 +408,71 @@ def run_step(
         )
     if step.job == "publish":
         return publish(**o)
+    if step.job in ("select", "sample", "impute", "kde"):
+        return _run_textbook(step.job, o, bar)
     if step.job == "info":
         from .jobs.info import model_summary
 
         return model_summary(o["model"])
     raise PipelineError(f"{step.label}: unknown job")
+
+
+def _run_textbook(job: str, o: dict[str, Any], bar: Any) -> dict[str, Any]:
+    from .jobs import textbook
+    from .selection import parse_component_counts
+
+    if job == "select":
+        ks = parse_component_counts(o["n_components"])
+        types = [t.strip() for t in o["covariance_types"].split(",") if t.strip()]
+        return textbook.select_job(
+            o["data"],
+            o["model"],
+            n_components=ks,
+            covariance_types=types,
+            criterion=o["criterion"],
+            seed=o["seed"],
+            array=o["array"],
+            tol=o["tol"],
+            max_iter=o["max_iter"],
+        )
+    if job == "sample":
+        return textbook.sample(
+            o["model"],
+            o["output"],
+            o["n_samples"],
+            chunk_rows=o["chunk_rows"],
+            seed=o["seed"],
+            overwrite=o["overwrite"],
+            progress=bar,
+        )
+    if job == "impute":
+        return textbook.impute(
+            o["data"],
+            o["model"],
+            o["output"],
+            array=o["array"],
+            n_draws=o["n_draws"],
+            seed=o["seed"],
+            overwrite=o["overwrite"],
+            progress=bar,
+        )
+    bandwidth: str | float = o["bandwidth"]
+    if bandwidth not in ("scott", "silverman"):
+        try:
+            bandwidth = float(bandwidth)
+        except ValueError:
+            raise PipelineError(
+                f"kde: bandwidth {bandwidth!r} is not scott, silverman or a number."
+            ) from None
+    return textbook.kde(
+        o["data"],
+        o["output"],
+        bandwidth=bandwidth,
+        query=o["query"],
+        array=o["array"],
+        overwrite=o["overwrite"],
+        progress=bar,
+    )
 
 
 def run_pipeline(

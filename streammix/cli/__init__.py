@@ -6,7 +6,12 @@ Layer: edges. Commands live in modules by theme and register on the group in
 
 from __future__ import annotations
 
-from . import job_commands, model_commands, run_command  # noqa: F401 - register commands
+from . import (  # noqa: F401 - register the commands
+    job_commands,
+    model_commands,
+    run_command,
+    textbook_commands,
+)
 from .app import cli
 
 

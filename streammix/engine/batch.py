@@ -23,12 +23,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .._random import row_uniform
 from ..core.families import CovarianceFamily, Prepared
 from ..core.frame import Frame
 from ..core.kernel import estep
+from ..core.missing import InfiniteEntry, estep_missing
 from ..core.mstep import m_step
 from ..core.params import MixtureParams
 from ..core.stats import SufficientStats
+from ..errors import InvalidInputError
 from .data import ChunkedData
 from .init import add_tuples
 
@@ -42,6 +45,29 @@ class EMSettings:
     tol: float
     max_iter: int
     on_degenerate: str = "error"
+    missing: bool = False
+    holdout: Holdout | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Holdout:
+    """Rows set aside for validation: those whose per-row uniform draw (seeded by
+    ``entropy``, independent of the chunking) is below ``fraction``; ``keep`` says
+    which side a pass uses."""
+
+    entropy: int
+    fraction: float
+    keep: str = "train"
+
+    def rows(self, X: np.ndarray, offset: int) -> np.ndarray:
+        u = row_uniform(self.entropy, offset, X.shape[0], 1)[:, 0]
+        chosen = u >= self.fraction if self.keep == "train" else u < self.fraction
+        return X[chosen]
+
+    def other_side(self) -> Holdout:
+        return Holdout(
+            self.entropy, self.fraction, "validation" if self.keep == "train" else "train"
+        )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -76,18 +102,47 @@ class IterationReport:
 
 
 def estep_chunk(
-    X: np.ndarray, offset: int, preps: tuple[Prepared, ...]
+    X: np.ndarray, offset: int, preps: tuple[Prepared, ...], holdout: Holdout | None = None
 ) -> tuple[SufficientStats, ...]:
     """The per-chunk task of an EM pass."""
-    return estep(X, preps)
+    return estep(X if holdout is None else holdout.rows(X, offset), preps)
+
+
+def estep_missing_chunk(
+    X: np.ndarray,
+    offset: int,
+    params: tuple[MixtureParams, ...],
+    frame: Frame,
+    holdout: Holdout | None = None,
+) -> tuple[SufficientStats, ...]:
+    """The per-chunk task of an EM pass over data with missing (NaN) entries."""
+    if holdout is not None:
+        X = holdout.rows(X, offset)
+    try:
+        return tuple(estep_missing(X, p, frame) for p in params)
+    except InfiniteEntry as err:
+        raise InvalidInputError(
+            f"Input row {offset + err.row} contains infinity (NaN marks a missing value; "
+            "infinity is not allowed)."
+        ) from None
 
 
 def estep_pass(
-    data: ChunkedData, params: Sequence[MixtureParams], frame: Frame
+    data: ChunkedData,
+    params: Sequence[MixtureParams],
+    frame: Frame,
+    missing: bool = False,
+    holdout: Holdout | None = None,
 ) -> tuple[SufficientStats, ...]:
-    """Statistics of all the data under each parameter set, in one pass."""
+    """Statistics of the data (or one side of a holdout) under each parameter set,
+    in one pass."""
+    if missing:
+        stats = data.map_reduce(
+            estep_missing_chunk, tuple(params), frame, holdout, combine=add_tuples, label="EM"
+        )
+        return tuple(stats)
     preps = tuple(p.prepare(frame, data.dtype) for p in params)
-    return tuple(data.map_reduce(estep_chunk, preps, combine=add_tuples, label="EM"))
+    return tuple(data.map_reduce(estep_chunk, preps, holdout, combine=add_tuples, label="EM"))
 
 
 def run_em(
@@ -119,11 +174,14 @@ def run_em(
         if not active:
             break
         t0 = time.perf_counter()
-        stats = estep_pass(data, [states[i].params for i in active], frame)
+        stats = estep_pass(
+            data, [states[i].params for i in active], frame, settings.missing, settings.holdout
+        )
         for i, st in zip(active, stats, strict=True):
             bound = st.loglik / st.n
             change = bound - states[i].lower_bound
-            params = m_step(st, settings.family, settings.reg_covar, settings.on_degenerate)
+            family = states[i].params.family
+            params = m_step(st, family, settings.reg_covar, settings.on_degenerate)
             states[i] = replace(
                 states[i],
                 params=params,

@@ -66,14 +66,25 @@ def sample_size(n_rows: int, n_components: int) -> int:
     return min(n_rows, max(SAMPLE_ROWS, 100 * n_components))
 
 
-def draw_sample(data: ChunkedData, n_components: int, rng: np.random.Generator) -> np.ndarray:
-    """Uniform rows without replacement (all rows when the data are small), float64."""
+def draw_sample(
+    data: ChunkedData, n_components: int, rng: np.random.Generator, missing: bool = False
+) -> np.ndarray:
+    """Uniform rows without replacement (all rows when the data are small), float64.
+
+    With ``missing``, NaN entries are filled with their column's mean in the sample
+    (the sample only seeds the initialisation)."""
     m = sample_size(data.n_rows, n_components)
     if m == data.n_rows:
         rows = np.arange(data.n_rows)
     else:
         rows = np.sort(rng.choice(data.n_rows, size=m, replace=False))
     sample = data.take(rows)
+    if missing and not np.any(np.isinf(sample)):
+        gaps = np.isnan(sample)
+        if gaps.any():
+            observed = np.where(gaps, 0.0, sample)
+            counts = np.maximum((~gaps).sum(axis=0), 1)
+            sample = np.where(gaps, observed.sum(axis=0) / counts, sample)
     if not np.all(np.isfinite(sample)):
         raise NonFiniteInput(data.first_nonfinite_row())
     return sample
@@ -94,10 +105,10 @@ def _hard_chunk(
     X: np.ndarray,
     offset: int,
     center_sets: tuple[np.ndarray, ...],
-    family: CovarianceFamily,
+    families: tuple[CovarianceFamily, ...],
     frame: Frame,
 ) -> tuple[SufficientStats, ...]:
-    return tuple(hard_estep(X, c, family, frame) for c in center_sets)
+    return tuple(hard_estep(X, c, f, frame) for c, f in zip(center_sets, families, strict=True))
 
 
 def _random_chunk(
@@ -130,13 +141,14 @@ def add_tuples(a: tuple[SufficientStats, ...], b: tuple[SufficientStats, ...]) -
 def _kmeans_centers(
     data: ChunkedData,
     sample_y: np.ndarray,
-    n_components: int,
+    ks: Sequence[int],
     frame: Frame,
     rngs: Sequence[np.random.Generator],
 ) -> tuple[np.ndarray, ...]:
+    """k-means centres (frame units) for each ``(k, rng)``; all share every pass."""
     centers = [
-        kmeans.lloyd(sample_y, kmeans.kmeans_plusplus(sample_y, n_components, rng)[0])
-        for rng in rngs
+        kmeans.lloyd(sample_y, kmeans.kmeans_plusplus(sample_y, k, rng)[0])
+        for k, rng in zip(ks, rngs, strict=True)
     ]
     if len(sample_y) == data.n_rows:
         return tuple(centers)
@@ -159,6 +171,27 @@ def _kmeans_centers(
     return tuple(centers)
 
 
+def kmeans_starts(
+    data: ChunkedData,
+    sample_y: np.ndarray,
+    frame: Frame,
+    candidates: Sequence[tuple[int, CovarianceFamily]],
+    rngs: Sequence[np.random.Generator],
+    reg_covar: float,
+    on_degenerate: str,
+) -> list[MixtureParams]:
+    """Parameters from k-means for every ``(n_components, family)`` candidate: shared
+    Lloyd passes, then one shared pass of hard-assignment statistics."""
+    centers = _kmeans_centers(data, sample_y, [k for k, _ in candidates], frame, rngs)
+    families = tuple(f for _, f in candidates)
+    stats_all = data.map_reduce(
+        _hard_chunk, centers, families, frame, combine=add_tuples, label="init"
+    )
+    return [
+        m_step(s, f, reg_covar, on_degenerate) for s, f in zip(stats_all, families, strict=True)
+    ]
+
+
 def _seed_rows_stats(
     rows: np.ndarray, family: CovarianceFamily, frame: Frame, dtype: np.dtype
 ) -> SufficientStats:
@@ -175,8 +208,13 @@ def initial_params(
     reg_covar: float,
     on_degenerate: str,
     rngs: Sequence[np.random.Generator],
+    missing: bool = False,
 ) -> tuple[list[MixtureParams], Frame]:
-    """Starting parameters for each restart (one per generator) and the fit's frame."""
+    """Starting parameters for each restart (one per generator) and the fit's frame.
+
+    With ``missing`` (NaN entries in the data), the initialisation runs on a
+    sample whose gaps are filled with column means, in memory.
+    """
     if spec.fully_given:
         assert spec.weights is not None and spec.means is not None and spec.precisions is not None
         prec_chol = family.precision_cholesky_from_precisions(spec.precisions)
@@ -184,22 +222,22 @@ def initial_params(
         p = MixtureParams(family, spec.weights, spec.means, cov, prec_chol)
         return [p] * len(rngs), params_frame(p, data.dtype)
 
-    sample = draw_sample(data, n_components, rngs[0])
+    sample = draw_sample(data, n_components, rngs[0], missing)
+    if missing:
+        filled = ChunkedData.from_numpy(sample.astype(data.dtype))
+        return initial_params(filled, family, n_components, spec, reg_covar, on_degenerate, rngs)
     frame = fit_frame(data, sample)
     sample_y = (sample - frame.shift) / frame.scale
 
     if spec.means is not None:
         given = (np.asarray(spec.means, dtype=np.float64) - frame.shift) / frame.scale
         (stats,) = data.map_reduce(
-            _hard_chunk, (given,), family, frame, combine=add_tuples, label="init"
+            _hard_chunk, (given,), (family,), frame, combine=add_tuples, label="init"
         )
         starts = [m_step(stats, family, reg_covar, on_degenerate)] * len(rngs)
     elif spec.method == "kmeans":
-        centers = _kmeans_centers(data, sample_y, n_components, frame, rngs)
-        stats_all = data.map_reduce(
-            _hard_chunk, centers, family, frame, combine=add_tuples, label="init"
-        )
-        starts = [m_step(s, family, reg_covar, on_degenerate) for s in stats_all]
+        candidates = [(n_components, family)] * len(rngs)
+        starts = kmeans_starts(data, sample_y, frame, candidates, rngs, reg_covar, on_degenerate)
     elif spec.method == "random":
         entropies = tuple(draw_entropy(rng) for rng in rngs)
         stats_all = data.map_reduce(

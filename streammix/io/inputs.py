@@ -269,8 +269,11 @@ def _from_dask(x: da.Array) -> ChunkedData:
     return ChunkedData.from_dask(x)
 
 
-def as_numpy(X: Any) -> np.ndarray:
-    """Validate in-memory input the way scikit-learn users expect, as float32/64."""
+def as_numpy(X: Any, allow_nan: bool = False) -> np.ndarray:
+    """Validate in-memory input the way scikit-learn users expect, as float32/64.
+
+    With ``allow_nan``, NaN marks missing entries and only infinity is refused.
+    """
     if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
         raise InvalidInputTypeError(
             "Sparse data was passed, but dense data is required: convert it with X.toarray()."
@@ -290,13 +293,13 @@ def as_numpy(X: Any) -> np.ndarray:
         raise InvalidInputTypeError(f"Expected numeric data, got dtype {arr.dtype}.")
     _check_shape(arr.shape, "numpy array")
     arr = np.ascontiguousarray(arr, dtype=_float_dtype(arr.dtype))
-    finite = np.all(np.isfinite(arr), axis=1)
+    finite = np.all(~np.isinf(arr) if allow_nan else np.isfinite(arr), axis=1)
     if not finite.all():
         raise NonFiniteInput(int(np.flatnonzero(~finite)[0]))
     return arr
 
 
-def as_chunked(X: Any, array: str = DEFAULT_ARRAY) -> ChunkedData:
+def as_chunked(X: Any, array: str = DEFAULT_ARRAY, allow_nan: bool = False) -> ChunkedData:
     """Any accepted input as :class:`ChunkedData` (numpy input checked for NaN/inf now,
     lazy input while it is read).
 
@@ -305,6 +308,8 @@ def as_chunked(X: Any, array: str = DEFAULT_ARRAY) -> ChunkedData:
     X : array-like, dask array, zarr.Array, str or os.PathLike
     array : str
         The member to use when ``X`` is a Zarr group path.
+    allow_nan : bool
+        Let NaN through (missing values) in numpy input.
     """
     if isinstance(X, ChunkedData):
         return X
@@ -322,4 +327,4 @@ def as_chunked(X: Any, array: str = DEFAULT_ARRAY) -> ChunkedData:
         return _from_zarr(member, f"The Zarr array {array!r}")
     if isinstance(X, da.Array):
         return _from_dask(X)
-    return ChunkedData.from_numpy(as_numpy(X))
+    return ChunkedData.from_numpy(as_numpy(X, allow_nan=allow_nan))

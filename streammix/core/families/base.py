@@ -177,6 +177,11 @@ class CovarianceFamily(ABC):
         and ``means`` are ``s1 / s0`` in frame units."""
 
     @abstractmethod
+    def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``s2`` from per-component dense second moments ``(K, D, D)`` (e.g. expected
+        moments with missing values)."""
+
+    @abstractmethod
     def second_moments(
         self, s0: np.ndarray, means: np.ndarray, covariances: np.ndarray, reg: float
     ) -> tuple[np.ndarray, ...]:

@@ -122,6 +122,9 @@ class DiagCovariance(CovarianceFamily):
     ) -> np.ndarray:
         return s2[0] / s0[:, None] - means * means + reg
 
+    def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (np.diagonal(moments, axis1=1, axis2=2).copy(),)
+
     def second_moments(
         self, s0: np.ndarray, means: np.ndarray, covariances: np.ndarray, reg: float
     ) -> tuple[np.ndarray, ...]:

@@ -181,6 +181,9 @@ class FullCovariance(CovarianceFamily):
         cov[:, idx, idx] += reg
         return cov
 
+    def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (moments.copy(),)
+
     def second_moments(
         self, s0: np.ndarray, means: np.ndarray, covariances: np.ndarray, reg: float
     ) -> tuple[np.ndarray, ...]:

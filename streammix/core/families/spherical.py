@@ -105,6 +105,9 @@ class SphericalCovariance(CovarianceFamily):
         d = means.shape[1]
         return (s2[0] / s0 - np.sum(means * means, axis=1)) / d + reg
 
+    def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (np.trace(moments, axis1=1, axis2=2),)
+
     def second_moments(
         self, s0: np.ndarray, means: np.ndarray, covariances: np.ndarray, reg: float
     ) -> tuple[np.ndarray, ...]:

@@ -122,6 +122,9 @@ class TiedCovariance(CovarianceFamily):
         cov[np.diag_indices_from(cov)] += reg
         return cov
 
+    def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (moments.sum(axis=0),)
+
     def second_moments(
         self, s0: np.ndarray, means: np.ndarray, covariances: np.ndarray, reg: float
     ) -> tuple[np.ndarray, ...]:
