@@ -27,7 +27,7 @@ from ._validation import (
     check_params,
 )
 from .core import conditional, sampling
-from .core.families import FAMILY_NAMES, CholeskyFailure, CovarianceFamily, get_family
+from .core.families import COVARIANCE_TYPES, CholeskyFailure, CovarianceFamily, get_family
 from .core.kernel import score_rows
 from .core.mstep import DEGENERATE_POLICIES
 from .core.params import MixtureParams
@@ -41,7 +41,8 @@ from .io.modelfile import write_model_dir
 # Rules for the parameters every mixture has; subclasses add their own.
 COMMON_RULES: dict[str, list[Constraint]] = {
     "n_components": [Interval("int", 1, None, "left")],
-    "covariance_type": [Options(FAMILY_NAMES)],
+    "covariance_type": [Options(COVARIANCE_TYPES)],
+    "rank": [Interval("int", 1, None, "left"), IsNone()],
     "reg_covar": [Interval("real", 0.0, None, "left")],
     "init_params": [Options(INIT_METHODS)],
     "weights_init": [IsArrayLike(), IsNone()],
@@ -144,7 +145,10 @@ class BaseMixture(Estimator):
         check_params(type(self).__name__, self._rules, self.get_params())
 
     def _family(self) -> CovarianceFamily:
-        return get_family(self.covariance_type)
+        try:
+            return get_family(self.covariance_type, getattr(self, "rank", None))
+        except ValueError as err:
+            raise InvalidParameterError(str(err)) from None
 
     def _init_spec(self, n_features: int) -> InitSpec:
         k = self.n_components
@@ -227,6 +231,9 @@ class BaseMixture(Estimator):
         array([1])
         """
         means = np.asarray(means, dtype=np.float64)
+        cov_arr = np.asarray(covariances, dtype=np.float64)
+        if covariance_type == "lowrank" and kwargs.get("rank") is None and cov_arr.ndim == 3:
+            kwargs["rank"] = cov_arr.shape[2] - 1
         if means.ndim != 2:
             raise InvalidParameterError(
                 f"means must be 2-D (n_components, n_features); got shape {means.shape}."
@@ -323,7 +330,10 @@ class BaseMixture(Estimator):
         means and covariances are the Gaussian conditionals (Schur complements).
         The remaining features keep their order.
         """
-        return self._known(conditional.condition(self._params(), features, values))
+        params = self._params()
+        if not params.family.exact_conditionals:
+            params = params.to_full()
+        return self._known(conditional.condition(params, features, values))
 
     def _known(self, params: MixtureParams) -> Any:
         from .mixture import GaussianMixture
@@ -334,6 +344,7 @@ class BaseMixture(Estimator):
             params.covariances,
             params.family.name,
             reg_covar=self.reg_covar,
+            rank=getattr(params.family, "rank", None),
         )
 
     def impute(self, X: Any, n_draws: int = 0, random_state: Any = None) -> Any:
@@ -474,6 +485,10 @@ class BaseMixture(Estimator):
         from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
         self._check_fitted()
+        params = self._params()
+        if params.family.name not in ("full", "tied", "diag", "spherical"):
+            # scikit-learn has no such family: hand over the same density, full.
+            return self._known(params.to_full()).to_sklearn()
         est = SklearnGaussianMixture(
             n_components=int(self.weights_.shape[0]),
             covariance_type=self.covariance_type,

@@ -49,7 +49,11 @@ class GaussianMixture(BaseMixture):
     Parameters
     ----------
     n_components : int, default=1
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    covariance_type : {"full", "tied", "diag", "spherical", "lowrank"}, default="full"
+        ``"lowrank"`` is ``L L^T + diag(psi)`` per component with ``L`` of rank
+        ``rank`` (a mixture of factor analysers): nothing ``D x D`` is formed,
+        scoring costs ``O(N K D rank)``. ``covariances_`` then packs ``[L | psi]``
+        as ``(K, D, rank + 1)``; see :mod:`streammix.core.families.lowrank`.
     tol : float, default=1e-3
         Convergence threshold on the change of the mean per-row log-likelihood.
     reg_covar : float, default=1e-6
@@ -72,6 +76,8 @@ class GaussianMixture(BaseMixture):
         ``1`` logs restarts and every ``verbose_interval`` iterations on the
         ``streammix`` logger, ``2`` adds the lower bound and timings.
     verbose_interval : int, default=10
+    rank : int or None, default=None
+        The rank of the low-rank part, for ``covariance_type="lowrank"``.
     on_degenerate : {"error", "reseed"}, default="error"
         What happens when a component collapses or empties: raise, or replace
         it by half of the heaviest component (see :mod:`streammix.core.mstep`).
@@ -136,6 +142,7 @@ class GaussianMixture(BaseMixture):
         precisions_init: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
+        rank: int | None = None,
         verbose: int = 0,
         verbose_interval: int = 10,
         on_degenerate: str = "error",
@@ -154,6 +161,7 @@ class GaussianMixture(BaseMixture):
         self.precisions_init = precisions_init
         self.random_state = random_state
         self.warm_start = warm_start
+        self.rank = rank
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.on_degenerate = on_degenerate

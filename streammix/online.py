@@ -127,6 +127,7 @@ precisions_init, random_state, on_degenerate
         precisions_init: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
+        rank: int | None = None,
         learning_decay: float = 0.6,
         learning_offset: float = 1.0,
         max_epochs: int = 1,
@@ -146,6 +147,7 @@ precisions_init, random_state, on_degenerate
         self.precisions_init = precisions_init
         self.random_state = random_state
         self.warm_start = warm_start
+        self.rank = rank
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.max_epochs = max_epochs

@@ -94,3 +94,29 @@ def test_warm_start_continues_from_the_fitted_parameters():
     assert np.max(np.abs(first - gm.means_)) > 1e-4
     np.testing.assert_allclose(gm.means_, ref.means_, rtol=1e-10)
     np.testing.assert_allclose(gm.lower_bounds_, ref.lower_bounds_[2:], rtol=1e-10)
+
+
+def test_wide_data_use_the_whitening_kernel_and_still_match_sklearn():
+    from streammix.core.families.full import PACKED_MAX_FEATURES
+
+    rng = np.random.default_rng(0)
+    d = PACKED_MAX_FEATURES + 16
+    X = rng.normal(size=(3000, d)) @ rng.normal(size=(d, d)) * 0.3
+    X += rng.integers(0, 3, (3000, 1)) * 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SklearnConvergenceWarning)
+        sk0 = SklearnGM(3, random_state=0, max_iter=1).fit(X)
+    kw = dict(
+        weights_init=sk0.weights_,
+        means_init=sk0.means_,
+        precisions_init=sk0.precisions_,
+        tol=0.0,
+        max_iter=10,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SklearnConvergenceWarning)
+        sk = SklearnGM(3, **kw).fit(X)
+    with pytest.warns(sm.ConvergenceWarning):
+        gm = sm.GaussianMixture(3, **kw).fit(X)
+    assert _rel(gm.covariances_, sk.covariances_) < 1e-6
+    assert _rel(gm.score_samples(X), sk.score_samples(X)) < 1e-6

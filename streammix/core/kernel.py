@@ -152,11 +152,12 @@ def estep(
             F = feats.get((p.frame, p.family.name))
             if F is None:
                 F = feats[(p.frame, p.family.name)] = p.family.features(y)
-            resp, log_norm = normalise(p.family.log_joint(F, y, p))
+            lp, ctx = p.family.log_joint(F, y, p)
+            resp, log_norm = normalise(lp)
             _check_block(xb, log_norm, start)
             loglik[i] += float(log_norm.sum())
             s0[i] += resp.sum(axis=1, dtype=np.float64)
-            p.family.add_block_sums(accs[i], F, y, resp)
+            p.family.add_block_sums(accs[i], F, y, resp, p, ctx)
     out = []
     for i, p in enumerate(preps):
         s1, s2 = p.family.split_sums(accs[i], p.n_components, d)
@@ -186,7 +187,7 @@ def score_rows(
     for start in _blocks(n, block_rows):
         xb = X[start : start + block_rows]
         y = prep.frame.to_frame(xb, dtype)
-        lp = prep.family.log_joint(prep.family.features(y), y, prep)
+        lp, _ = prep.family.log_joint(prep.family.features(y), y, prep)
         if what == "label":
             bad = first_nonfinite_row(xb)
             if bad is not None:

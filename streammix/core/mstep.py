@@ -56,9 +56,8 @@ def _frame_params(
     """Weights, means and covariances in frame units."""
     nk = stats.s0 + _EPS
     weights = nk / nk.sum()
-    means = stats.s1 / nk[:, None]
     reg = reg_covar / stats.frame.scale**2
-    cov = family.covariances_from_stats(nk, means, stats.s2, reg)
+    means, cov = family.mstep_frame(nk, stats.s1, stats.s2, reg)
     return weights, means, cov
 
 

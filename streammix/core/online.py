@@ -146,8 +146,7 @@ def _reseed_collapsed(
     if not bad or len(bad) >= k or family.name == "tied":
         return stats, 0
     nk = stats.s0 + _EPS
-    means = stats.s1 / nk[:, None]
-    cov = family.covariances_from_stats(nk, means, stats.s2, 0.0)
+    means, cov = family.mstep_frame(nk, stats.s1, stats.s2, 0.0)
     new_w, new_means, new_cov = _split_into(family, weights, means, cov, bad)
     s0 = new_w * stats.s0.sum()
     s2 = family.second_moments(s0, new_means, new_cov, 0.0)

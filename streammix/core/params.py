@@ -68,6 +68,16 @@ class MixtureParams:
         """Covariances as ``(n_components, n_features, n_features)``."""
         return self.family.dense(self.covariances, self.n_components, self.n_features)
 
+    def to_full(self) -> MixtureParams:
+        """The same mixture with dense ("full") covariances."""
+        from .families import get_family
+
+        if self.family.name == "full":
+            return self
+        return MixtureParams.from_covariances(
+            get_family("full"), self.weights, self.means, self.dense_covariances()
+        )
+
     def n_parameters(self) -> int:
         """Free parameters: covariances, means and ``n_components - 1`` weights."""
         k, d = self.means.shape

@@ -215,6 +215,12 @@ def initial_params(
     With ``missing`` (NaN entries in the data), the initialisation runs on a
     sample whose gaps are filled with column means, in memory.
     """
+    start_family = family.init_family()
+    if start_family is not family:
+        starts, frame = initial_params(
+            data, start_family, n_components, spec, reg_covar, on_degenerate, rngs, missing
+        )
+        return [family.from_init(p, rng) for p, rng in zip(starts, rngs, strict=True)], frame
     if spec.fully_given:
         assert spec.weights is not None and spec.means is not None and spec.precisions is not None
         prec_chol = family.precision_cholesky_from_precisions(spec.precisions)

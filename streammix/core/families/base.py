@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -64,11 +64,14 @@ class CovarianceFamily(ABC):
     """One covariance structure: ``full``, ``tied``, ``diag``, ``spherical``, ..."""
 
     name: ClassVar[str]
+    #: Whether conditionals stay in this family (see :mod:`streammix.core.conditional`);
+    #: otherwise they are taken on the equivalent full covariances.
+    exact_conditionals: ClassVar[bool] = True
 
     def __repr__(self) -> str:
         return f"<covariance family {self.name!r}>"
 
-    def __reduce__(self) -> tuple[object, tuple[str]]:
+    def __reduce__(self) -> tuple[object, tuple[Any, ...]]:
         # Families are singletons; travel between processes by name.
         from . import get_family
 
@@ -145,8 +148,9 @@ class CovarianceFamily(ABC):
         """The matrix both GEMMs of the kernel read; ``y`` is ``(n_features, n_rows)``."""
 
     @abstractmethod
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> np.ndarray:
-        """``log w_k + log N(x_i | k)`` of shape ``(n_components, n_rows)``."""
+    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
+        """``log w_k + log N(x_i | k)`` of shape ``(n_components, n_rows)``, and any
+        intermediate result :meth:`add_block_sums` can reuse (or ``None``)."""
 
     @abstractmethod
     def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
@@ -154,9 +158,16 @@ class CovarianceFamily(ABC):
 
     @abstractmethod
     def add_block_sums(
-        self, acc: np.ndarray, F: np.ndarray, y: np.ndarray, resp: np.ndarray
+        self,
+        acc: np.ndarray,
+        F: np.ndarray,
+        y: np.ndarray,
+        resp: np.ndarray,
+        prep: Prepared | None = None,
+        ctx: Any = None,
     ) -> None:
-        """``acc += `` this block's first- and second-order sums."""
+        """``acc += `` this block's first- and second-order sums (``prep`` and ``ctx``
+        from :meth:`log_joint`, for families whose statistics depend on the parameters)."""
 
     @abstractmethod
     def split_sums(
@@ -165,6 +176,23 @@ class CovarianceFamily(ABC):
         """The accumulator as ``(s1, s2)`` in :class:`SufficientStats` layout."""
 
     # ------------------------------------------------------------ M-step
+    def mstep_frame(
+        self, s0: np.ndarray, s1: np.ndarray, s2: tuple[np.ndarray, ...], reg: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Means and covariances (frame units) from statistics; ``s0`` includes the
+        ``10 eps`` guard. The means are the weighted means unless a family
+        estimates them jointly with its covariances."""
+        means = s1 / s0[:, None]
+        return means, self.covariances_from_stats(s0, means, s2, reg)
+
+    def init_family(self) -> CovarianceFamily:
+        """The family whose statistics initialise this one (itself by default)."""
+        return self
+
+    def from_init(self, params: Any, rng: np.random.Generator) -> Any:
+        """Starting parameters of this family from ``init_family``'s (identity by default)."""
+        return params
+
     @abstractmethod
     def covariances_from_stats(
         self,

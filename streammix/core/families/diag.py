@@ -9,6 +9,8 @@ outer size ``2D``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..frame import Frame
@@ -94,16 +96,22 @@ class DiagCovariance(CovarianceFamily):
         np.multiply(y, y, out=F[d:])
         return F
 
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> np.ndarray:
+    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
         lp = prep.linear @ F
         lp += prep.const.astype(lp.dtype)[:, None]
-        return lp
+        return lp, None
 
     def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         return (2 * n_features, n_components)
 
     def add_block_sums(
-        self, acc: np.ndarray, F: np.ndarray, y: np.ndarray, resp: np.ndarray
+        self,
+        acc: np.ndarray,
+        F: np.ndarray,
+        y: np.ndarray,
+        resp: np.ndarray,
+        prep: Prepared | None = None,
+        ctx: Any = None,
     ) -> None:
         acc += F @ resp.T
 

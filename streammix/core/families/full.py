@@ -2,22 +2,31 @@
 
 Layer: math (numpy/scipy only).
 
-Kernel: with ``F = [y; y_i y_j for i <= j]`` (``D + D(D+1)/2`` rows), the
-log-density of every component is one GEMM ``A @ F`` (``A`` holds ``P'm'`` and
-the upper triangle of ``-P'/2`` with doubled off-diagonals), and every
-component's first and second moments are one GEMM ``F @ resp.T``. Packing the
-triangle halves both GEMMs against the dense ``y y^T``.
+Kernel, up to ``PACKED_MAX_FEATURES`` features: with ``F = [y; y_i y_j for
+i <= j]`` (``D + D(D+1)/2`` rows), the log-density of every component is one
+GEMM ``A @ F`` (``A`` holds ``P'm'`` and the upper triangle of ``-P'/2`` with
+doubled off-diagonals), and every component's first and second moments are one
+GEMM ``F @ resp.T``. Packing the triangle halves both GEMMs against the dense
+``y y^T``, and stacking the components makes them large.
+
+Beyond that width ``F`` would outgrow any cache (``D^2 / 2`` rows per block), so
+each component whitens the block with its own factor, ``z = L'^T (y - m')``, and
+accumulates ``(y r) y^T``: ``4 N K D^2`` flops in ``D x D`` GEMMs.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import linalg
 
 from ..frame import Frame
 from .base import CholeskyFailure, CovarianceFamily, Prepared, frame_means
+
+# Widest data for the packed-features kernel (its feature matrix has D(D+1)/2 + D rows).
+PACKED_MAX_FEATURES = 64
 
 
 @lru_cache(maxsize=64)
@@ -131,6 +140,11 @@ class FullCovariance(CovarianceFamily):
         d = means.shape[1]
         m = frame_means(means, frame)
         L = prec_chol * frame.scale
+        if d > PACKED_MAX_FEATURES:
+            k = means.shape[0]
+            const = self._const(weights, self.log_det_cholesky(L, d), np.zeros(k), d, frame)
+            LT = np.ascontiguousarray(np.swapaxes(L, 1, 2)).reshape(k, d * d)
+            return Prepared(self, LT.astype(dtype), const, m.astype(dtype), frame, np.dtype(dtype))
         P = np.matmul(L, np.swapaxes(L, -1, -2))
         Pm = np.einsum("kij,kj->ki", P, m)
         iu = _triu(d)
@@ -143,25 +157,52 @@ class FullCovariance(CovarianceFamily):
         return Prepared(self, linear.astype(dtype), const, None, frame, np.dtype(dtype))
 
     def features(self, y: np.ndarray) -> np.ndarray:
-        return build_features(y)
+        return build_features(y) if y.shape[0] <= PACKED_MAX_FEATURES else y
 
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> np.ndarray:
-        lp = prep.linear @ F
+    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
+        d = y.shape[0]
+        if d <= PACKED_MAX_FEATURES:
+            lp = prep.linear @ F
+        else:
+            assert prep.extra is not None
+            k = prep.n_components
+            lp = np.empty((k, y.shape[1]), dtype=y.dtype)
+            for j in range(k):
+                z = prep.linear[j].reshape(d, d) @ (y - prep.extra[j][:, None])
+                lp[j] = -0.5 * np.einsum("ij,ij->j", z, z)
         lp += prep.const.astype(lp.dtype)[:, None]
-        return lp
+        return lp, None
 
     def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
-        return (n_features + n_features * (n_features + 1) // 2, n_components)
+        d = n_features
+        if d > PACKED_MAX_FEATURES:
+            return (n_components, d + d * d)
+        return (d + d * (d + 1) // 2, n_components)
 
     def add_block_sums(
-        self, acc: np.ndarray, F: np.ndarray, y: np.ndarray, resp: np.ndarray
+        self,
+        acc: np.ndarray,
+        F: np.ndarray,
+        y: np.ndarray,
+        resp: np.ndarray,
+        prep: Prepared | None = None,
+        ctx: Any = None,
     ) -> None:
-        acc += F @ resp.T
+        d = y.shape[0]
+        if d <= PACKED_MAX_FEATURES:
+            acc += F @ resp.T
+            return
+        acc[:, :d] += resp @ y.T
+        for j in range(resp.shape[0]):
+            acc[j, d:] += ((y * resp[j]) @ y.T).reshape(d * d)
 
     def split_sums(
         self, acc: np.ndarray, n_components: int, n_features: int
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         d = n_features
+        if d > PACKED_MAX_FEATURES:
+            s2 = acc[:, d:].reshape(n_components, d, d)
+            return acc[:, :d].copy(), (0.5 * (s2 + np.swapaxes(s2, 1, 2)),)
         s1 = np.ascontiguousarray(acc[:d].T)
         iu = _triu(d)
         s2 = np.empty((n_components, d, d))

@@ -11,6 +11,8 @@ outer products from the total scatter.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..frame import Frame
@@ -86,19 +88,25 @@ class TiedCovariance(CovarianceFamily):
     def features(self, y: np.ndarray) -> np.ndarray:
         return y
 
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> np.ndarray:
+    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
         assert prep.extra is not None
         z = prep.extra @ y
         lp = prep.linear @ y
         lp -= 0.5 * np.einsum("ij,ij->j", z, z)
         lp += prep.const.astype(lp.dtype)[:, None]
-        return lp
+        return lp, None
 
     def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         return (n_features, n_components + n_features)
 
     def add_block_sums(
-        self, acc: np.ndarray, F: np.ndarray, y: np.ndarray, resp: np.ndarray
+        self,
+        acc: np.ndarray,
+        F: np.ndarray,
+        y: np.ndarray,
+        resp: np.ndarray,
+        prep: Prepared | None = None,
+        ctx: Any = None,
     ) -> None:
         k = resp.shape[0]
         acc[:, :k] += y @ resp.T
