@@ -53,9 +53,9 @@ def main() -> None:
         np.testing.assert_allclose(
             low.score_samples(X[:1000]), full.score_samples(X[:1000]), rtol=1e-8
         )
-        t_low = best_time(lambda m=low: m.score_samples(X))
-        t_full = best_time(lambda m=full: m.score_samples(X))
-        t_sk = best_time(lambda m=sk: m.score_samples(X), repeats=1)
+        t_low = best_time(lambda m=low, x=X: m.score_samples(x))
+        t_full = best_time(lambda m=full, x=X: m.score_samples(x))
+        t_sk = best_time(lambda m=sk, x=X: m.score_samples(x), repeats=1)
         print(
             f"D={d:4d}: lowrank {t_low:6.2f} s | full {t_full:6.2f} s ({t_full / t_low:5.1f}x "
             f"lowrank) | sklearn full {t_sk:6.2f} s ({t_sk / t_low:5.1f}x lowrank)",
