@@ -91,7 +91,7 @@ def test_files_marginals_conditionals_sampling_and_online(tmp_path):
     cond = gm.condition([0, 1], X[0, :2])
     assert cond.covariance_type == "full" and cond.means_.shape == (3, 5)
     gm.random_state = 0
-    draws, labels = gm.sample(1000)
+    draws, _ = gm.sample(1000)
     assert draws.shape == (1000, 7)
     # Factors start small, so online EM needs a few epochs to grow them.
     online = sm.OnlineGaussianMixture(
