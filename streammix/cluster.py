@@ -4,9 +4,10 @@ Layer: edges. Nothing here runs at import time; :func:`connect` is a context
 manager that starts (and stops) an embedded cluster, or connects to a running
 scheduler by address or scheduler file, optionally over TLS.
 
-The embedded cluster listens on 127.0.0.1 only, its dashboard is off unless
-asked for (and then also on 127.0.0.1): anyone who can reach a Dask scheduler
-can run code on its workers.
+The embedded cluster listens on 127.0.0.1 only, its HTTP endpoints (the
+dashboard, when bokeh is installed) on a random loopback port, announced with
+``dashboard=True``: anyone who can reach a Dask scheduler can run code on its
+workers.
 """
 
 from __future__ import annotations
@@ -86,7 +87,10 @@ def _local_cluster(options: ClusterOptions) -> Any:
         threads_per_worker=threads,
         processes=True,
         host="127.0.0.1",
-        dashboard_address="127.0.0.1:0" if options.dashboard else None,
+        # Dask serves HTTP (metrics, and the dashboard when bokeh is installed) even
+        # when asked for no dashboard; a random port on loopback keeps it private and
+        # never collides with another cluster's 8787. --dashboard only shows the link.
+        dashboard_address="127.0.0.1:0",
         memory_limit=options.memory_limit or "auto",
         # Task failures reach the client as exceptions (one line from the CLI); the
         # workers' own logs of them would only repeat them as tracebacks.
@@ -143,7 +147,8 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Any]:
     except Exception as err:
         raise ClusterError(f"Cannot start the local Dask cluster: {err}") from None
     with cluster, Client(cluster, set_as_default=True) as client:
-        logger.debug(
+        logger.log(
+            logging.INFO if options.dashboard else logging.DEBUG,
             "local cluster: %d workers x %d threads%s",
             len(cluster.workers),
             next(iter(cluster.workers.values())).nthreads if cluster.workers else 0,

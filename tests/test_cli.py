@@ -154,23 +154,30 @@ def test_every_command_has_help_with_an_example():
 
 def test_logs_are_json_on_stderr_and_quiet_silences_them(workdir):
     data = workdir / "small.zarr"
+    _, out, _ = run(
+        "generate", data, "--n-samples", 5000, "--chunk-rows", 1000, "--n-features", 2, "--json"
+    )
+    assert json.loads(out)["n_samples"] == 5000
     _, out, err = run(
         "--log-format",
         "json",
-        "generate",
+        "fit",
         data,
-        "--n-samples",
-        5000,
-        "--chunk-rows",
-        1000,
-        "--n-features",
+        "--model",
+        workdir / "small-model",
+        "--n-components",
         2,
+        "--max-iter",
+        3,
+        "--tol",
+        0,
         "--json",
     )
-    assert json.loads(out)["n_samples"] == 5000
+    assert json.loads(out)["n_iter"] == 3
     records = [json.loads(line) for line in err.splitlines() if line.strip()]
-    assert records and all({"time", "level", "message"} <= set(r) for r in records)
-    _, _, err = run("-q", "fit", data, "--model", workdir / "small-model", "--n-components", 2)
+    assert len(records) >= 4 and all({"time", "level", "message"} <= set(r) for r in records)
+    assert records[-1]["level"] == "warning" and "ConvergenceWarning" in records[-1]["message"]
+    _, _, err = run("-q", "fit", data, "--model", workdir / "small-model-2", "--n-components", 2)
     assert err == ""
 
 
