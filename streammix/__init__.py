@@ -22,6 +22,7 @@ from .io.modelfile import load
 from .kde import KernelDensity
 from .mixture import GaussianMixture
 from .online import OnlineGaussianMixture
+from .outliers import OutlierDetector
 from .selection import Selection, select
 
 try:
@@ -39,6 +40,7 @@ __all__ = [
     "ModelFileError",
     "NotFittedError",
     "OnlineGaussianMixture",
+    "OutlierDetector",
     "Selection",
     "StreammixError",
     "__version__",

@@ -26,7 +26,7 @@ from ._validation import (
     Options,
     check_params,
 )
-from .core import conditional, sampling
+from .core import conditional, explain, sampling
 from .core.families import COVARIANCE_TYPES, CholeskyFailure, CovarianceFamily, get_family
 from .core.kernel import score_rows
 from .core.mstep import DEGENERATE_POLICIES
@@ -117,6 +117,14 @@ def _impute_chunk(
         return conditional.impute(params, X)
     rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(offset,)))
     return np.moveaxis(conditional.impute(params, X, n_draws=n_draws, rng=rng), 0, 1)
+
+
+def _explain_chunk(
+    X: np.ndarray, offset: int, params: MixtureParams, prep: Any, top: int
+) -> np.ndarray:
+    component = score_rows(X, prep, "label")
+    z = explain.conditional_zscores(params, X, component)
+    return np.column_stack([component, z, explain.top_features(z, top)]).astype(np.float64)
 
 
 def _marginal_chunk(X: np.ndarray, offset: int, params: MixtureParams) -> np.ndarray:
@@ -378,6 +386,36 @@ class BaseMixture(Estimator):
         if not n_draws:
             return out
         return da.moveaxis(out, 1, 0) if data.is_lazy else np.moveaxis(out, 1, 0)
+
+    def explain(self, X: Any, top: int = 3) -> dict[str, Any]:
+        """Why rows score as they do: for each row its most likely component, every
+        feature's conditional z-score under that component (how unusual the feature
+        is given the row's other features; see :mod:`streammix.core.explain`) and
+        the ``top`` features by ``|z|``.
+
+        Returns
+        -------
+        dict with ``component`` (n_samples,), ``zscores`` (n_samples, n_features)
+        and ``top_features`` (n_samples, top); numpy arrays for numpy input, lazy
+        dask arrays for lazy input.
+        """
+        data = self._data(X)
+        d = data.n_features
+        top = min(int(top), d)
+        params = self._params()
+        out = data.map_rows(
+            _explain_chunk,
+            params,
+            engine_score.prepare_for(params, data),
+            top,
+            dtype=np.float64,
+            tail=(1 + d + top,),
+        )
+        return {
+            "component": out[:, 0].astype(np.int64),
+            "zscores": out[:, 1 : 1 + d],
+            "top_features": out[:, 1 + d :].astype(np.int64),
+        }
 
     def log_marginal_density(self, X: Any) -> Any:
         """Log-density of every row's observed (non-NaN) entries; 0 for empty rows."""

@@ -8,5 +8,6 @@ from __future__ import annotations
 from .kde import KernelDensity
 from .mixture import GaussianMixture
 from .online import OnlineGaussianMixture
+from .outliers import OutlierDetector
 
-__all__ = ["GaussianMixture", "KernelDensity", "OnlineGaussianMixture"]
+__all__ = ["GaussianMixture", "KernelDensity", "OnlineGaussianMixture", "OutlierDetector"]

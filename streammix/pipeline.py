@@ -95,7 +95,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "model": _f("path", REQUIRED),
         "n_components": _f("int", REQUIRED, low=1),
         "covariance_type": _f("str", "full", choices=("full", "tied", "diag", "spherical")),
-        "method": _f("str", "batch", choices=("batch", "online")),
+        "method": _f("str", "batch", choices=("batch", "online", "detector")),
         "n_init": _f("int", 1, low=1),
         "max_iter": _f("int", 100, low=1),
         "tol": _f("float", 1e-3, low=0.0),
@@ -123,6 +123,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "contamination": _f("float", None, low=1e-12, high=0.5),
         "threshold": _f("float"),
         "truth": _f("path"),
+        "explain": _f("bool", False),
         "incremental": _f("bool", False),
         "overwrite": _f("bool", False),
         "on_invalid": _f("str", "error", choices=("error", "skip", "flag")),
@@ -370,6 +371,7 @@ def run_step(
             tol=o["tol"],
             max_epochs=o["max_epochs"],
             batch_size=o["batch_size"],
+            contamination=o["contamination"],
         )
         return fit_job.fit(
             o["data"],
@@ -404,6 +406,7 @@ def run_step(
             overwrite=o["overwrite"],
             on_invalid=o["on_invalid"],
             truth=o["truth"],
+            explain=o["explain"],
             progress=bar,
         )
     if step.job == "publish":

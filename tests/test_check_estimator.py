@@ -1,4 +1,5 @@
-"""scikit-learn's estimator checks on numpy input.
+"""scikit-learn's estimator checks on numpy input (GaussianMixture, OutlierDetector;
+KernelDensity's are in test_kde.py).
 
 Expected failure, with its reason:
 
@@ -30,7 +31,8 @@ with warnings.catch_warnings():
     # The checks warn that the class does not inherit sklearn.base.BaseEstimator.
     warnings.simplefilter("ignore", UserWarning)
     _decorator = parametrize_with_checks(
-        [sm.GaussianMixture()], expected_failed_checks=lambda est: EXPECTED_FAILURES
+        [sm.GaussianMixture(), sm.OutlierDetector()],
+        expected_failed_checks=lambda est: EXPECTED_FAILURES,
     )
 
 
@@ -43,7 +45,8 @@ def test_sklearn_compatible_estimator(estimator, check):
 
 
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples", "score"])
-def test_unfitted_estimator_raises_not_fitted(method):
+@pytest.mark.parametrize("cls", [sm.GaussianMixture, sm.OutlierDetector])
+def test_unfitted_estimator_raises_not_fitted(method, cls):
     with pytest.raises(sm.NotFittedError, match="not fitted yet") as err:
-        getattr(sm.GaussianMixture(), method)(np.zeros((3, 2)))
+        getattr(cls(), method)(np.zeros((3, 2)))
     assert isinstance(err.value, ValueError) and isinstance(err.value, AttributeError)

@@ -99,16 +99,20 @@ def generate(
     type=click.Path(),
     help="Directory to write the fitted model to.",
 )
-@click.option("--n-components", type=click.IntRange(min=1), required=True)
+@click.option(
+    "--n-components",
+    type=click.IntRange(min=1),
+    help="Components (required, except for --method detector: 1).",
+)
 @click.option(
     "--covariance-type", type=click.Choice(COVARIANCE_TYPES), default="full", show_default=True
 )
 @click.option(
     "--method",
-    type=click.Choice(["batch", "online"]),
+    type=click.Choice(["batch", "online", "detector"]),
     default="batch",
     show_default=True,
-    help="Batch EM, or one-pass stepwise (online) EM.",
+    help="Batch EM, one-pass stepwise (online) EM, or the robust outlier detector.",
 )
 @click.option(
     "--n-init",
@@ -172,7 +176,7 @@ def fit(
     data: str,
     array: str,
     model_dir: str,
-    n_components: int,
+    n_components: int | None,
     covariance_type: str,
     method: str,
     n_init: int,
@@ -202,6 +206,10 @@ def fit(
     """
     if resume and not checkpoint:
         raise click.UsageError("--resume needs --checkpoint.")
+    if n_components is None:
+        if method != "detector":
+            raise click.UsageError("Missing option '--n-components'.")
+        n_components = 1
     estimator = fit_job.make_estimator(
         method,
         n_components=n_components,
@@ -214,6 +222,7 @@ def fit(
         tol=tol,
         max_epochs=max_epochs,
         batch_size=batch_size,
+        contamination=contamination,
     )
     total = max_iter if method == "batch" else max_epochs
     unit = "iteration" if method == "batch" else "epoch"
@@ -297,7 +306,11 @@ def score(
 @cli.command()
 @data_argument
 @click.option(
-    "--model", "model_dir", required=True, type=click.Path(), help="Model directory (from fit)."
+    "--model",
+    "model_dir",
+    type=click.Path(),
+    help="Model directory (from fit); without it an OutlierDetector is fitted on DATA and "
+    "saved as OUTPUT.detector.",
 )
 @click.option("--output", required=True, type=click.Path(), help="Output Zarr group.")
 @click.option(
@@ -312,6 +325,18 @@ def score(
 @click.option(
     "--incremental", is_flag=True, help="Score only rows appended to DATA since OUTPUT was written."
 )
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also write component and per-feature conditional z-scores of flagged rows.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the detector fitted when no --model is given.",
+)
 @overwrite_option
 @on_invalid_option
 @cluster_options
@@ -321,12 +346,14 @@ def flag(
     ctx: click.Context,
     data: str,
     array: str,
-    model_dir: str,
+    model_dir: str | None,
     output: str,
     contamination: float | None,
     threshold: float | None,
     truth: str | None,
     incremental: bool,
+    explain: bool,
+    seed: int,
     overwrite: bool,
     on_invalid: str,
     cluster: ClusterOptions,
@@ -337,19 +364,36 @@ def flag(
     OUTPUT gets log_likelihood (float64) and flag (int8: 1 outlier, 0 inlier,
     -1 could not be scored); its attributes record the threshold and how it
     was chosen (--threshold, --contamination, or the model's calibration from
-    fit --contamination).
+    fit --contamination). Without --model, an OutlierDetector with its robust
+    defaults is fitted on DATA (contamination --contamination, else 0.1) and
+    saved as OUTPUT.detector; a saved detector can be passed as --model.
 
     \b
     Example:
       streammix flag events.zarr --model models/current --output flags.zarr --contamination 0.01
+      streammix flag events.zarr --output flags.zarr --contamination 0.02 --explain
     """
     if contamination is not None and not 0.0 < contamination <= 0.5:
         raise click.BadParameter(
             f"{contamination} is not in (0, 0.5].", param_hint="--contamination"
         )
-    score_jobs.preflight(data, model_dir, array, contamination, threshold, flagging=True)
+    detector = None
+    if model_dir is None:
+        if threshold is not None and contamination is not None:
+            raise click.UsageError("Pass either --contamination or --threshold, not both.")
+        fit_job.preflight(data, array, 1)
+        model_dir = f"{output.rstrip('/')}.detector"
+        detector = fit_job.make_estimator(
+            "detector", n_components=1, seed=seed, contamination=contamination
+        )
+        contamination = None  # the detector's threshold is that quantile of DATA
+    else:
+        score_jobs.preflight(data, model_dir, array, contamination, threshold, flagging=True)
     progress = ui.Progress("flag", not _quiet(ctx))
     with connect(cluster):
+        if detector is not None:
+            fit_job.fit(data, model_dir, detector, array=array)
+            logger.info("fitted an OutlierDetector on DATA, saved to %s", model_dir)
         summary = score_jobs.flag(
             data,
             model_dir,
@@ -361,6 +405,7 @@ def flag(
             overwrite=overwrite,
             on_invalid=on_invalid,
             truth=truth,
+            explain=explain,
             progress=progress,
         )
     progress.close()

@@ -32,6 +32,7 @@ from ..io.inputs import as_chunked
 from ..io.modelfile import read_model_dir, write_model_dir
 from ..mixture import GaussianMixture
 from ..online import OnlineGaussianMixture
+from ..outliers import OutlierDetector
 
 logger = logging.getLogger("streammix")
 
@@ -138,8 +139,10 @@ def make_estimator(
     tol: float = 1e-3,
     max_epochs: int = 1,
     batch_size: int | None = None,
+    contamination: float | None = None,
 ) -> BaseMixture:
-    """The estimator a fit job runs: batch EM or online (stepwise) EM."""
+    """The estimator a fit job runs: batch EM, online (stepwise) EM, or the robust
+    outlier detector (whose defaults apply to what is not given)."""
     if method == "batch":
         return GaussianMixture(
             n_components,
@@ -161,7 +164,14 @@ def make_estimator(
             batch_size=batch_size,
             random_state=seed,
         )
-    raise InvalidParameterError(f"method must be 'batch' or 'online'; got {method!r}.")
+    if method == "detector":
+        return OutlierDetector(
+            0.1 if contamination is None else contamination,
+            n_components=n_components,
+            covariance_type=covariance_type,
+            random_state=seed,
+        )
+    raise InvalidParameterError(f"method must be 'batch', 'online' or 'detector'; got {method!r}.")
 
 
 def fit(
@@ -194,7 +204,10 @@ def fit(
     ds = as_chunked(data, array=array)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     fingerprint = _fingerprint(estimator, data, array)
-    if isinstance(estimator, OnlineGaussianMixture):
+    if isinstance(estimator, OutlierDetector):
+        estimator.fit(ds)
+        contamination = None  # the detector calibrated itself at its contamination
+    elif isinstance(estimator, OnlineGaussianMixture):
         _fit_online(estimator, ds, ckpt, resume, fingerprint, on_iteration)
     elif isinstance(estimator, GaussianMixture):
         _fit_batch(estimator, ds, ckpt, resume, fingerprint, on_iteration)
@@ -217,7 +230,7 @@ def fit(
         "converged": bool(estimator.converged_),
         "lower_bound": float(estimator.lower_bound_),
     }
-    if contamination is not None:
+    if getattr(estimator, "threshold_", None) is not None:
         summary["threshold"] = estimator.threshold_
     return summary
 

@@ -263,6 +263,7 @@ def flag(
     overwrite: bool = False,
     on_invalid: str = "error",
     truth: str | None = None,
+    explain: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write every row's log-likelihood and an outlier flag to ``output``.
@@ -274,7 +275,10 @@ def flag(
     input's log-likelihoods, or the one the model was calibrated with at fit
     time; it and its origin are recorded in the output's attributes.
     ``truth`` (a Zarr array of 0/1 labels) adds precision and recall to the
-    summary.
+    summary. ``explain`` adds, for flagged rows, ``component`` (int32, the most
+    likely component; -1 for rows that could not be scored) and ``zscores``
+    (rows x features: each feature's conditional z-score under that component,
+    NaN for rows not flagged); see :meth:`BaseMixture.explain`.
     """
     _check_on_invalid(on_invalid)
     ds, est, chunk_rows = _prepare_job(data, model, array)
@@ -287,8 +291,14 @@ def flag(
         "on_invalid": on_invalid,
         "contamination": contamination,
         "threshold": threshold,
+        "explain": explain,
     }
     specs = [ArraySpec("log_likelihood", "float64"), ArraySpec("flag", "int8")]
+    if explain:
+        specs += [
+            ArraySpec("component", "int32"),
+            ArraySpec("zscores", "float64", (ds.n_features,)),
+        ]
     out, created = RowOutput.prepare(
         output, specs, job, ds.n_rows, chunk_rows, incremental=incremental, overwrite=overwrite
     )
@@ -297,7 +307,8 @@ def flag(
         value, how = choose_threshold(out, est, contamination, threshold)
         group = out.group("r")
         if group.attrs.get("threshold") != how:
-            out.reset("flag")
+            for name in ("flag", "component", "zscores") if explain else ("flag",):
+                out.reset(name)
             out.set_attrs(threshold=how)
         todo = out.todo("flag")
         rows = out.expected_rows()
@@ -309,6 +320,8 @@ def flag(
             for c in todo
         ]
         run_tasks(tasks, progress, "flag")
+        if explain:
+            _explain_pass(ds, est, out, progress)
         out.finish()
     except BaseException:
         if created:
@@ -327,6 +340,39 @@ def flag(
     if truth is not None:
         summary.update(evaluate(flags, truth))
     return summary
+
+
+def _explain_task(
+    X: np.ndarray, offset: int, chunk: int, prep: Prepared, params: Any, out: str
+) -> int:
+    from ..core.explain import conditional_zscores
+
+    flags = np.asarray(member(zarr.open_group(out, mode="r"), "flag")[offset : offset + len(X)])
+    ll, component = score_rows_masked(X, prep)
+    scorable = ~np.isnan(ll)
+    z = np.full(X.shape, np.nan)
+    z[scorable] = conditional_zscores(params, X[scorable], component[scorable])
+    z[flags != 1] = np.nan
+    write_rows(out, "component", chunk, offset, component.astype(np.int32))
+    write_rows(out, "zscores", chunk, offset, z)
+    return int(np.count_nonzero(flags == 1))
+
+
+def _explain_pass(ds: ChunkedData, model: Any, out: RowOutput, progress: Progress | None) -> None:
+    todo = sorted(set(out.todo("component")) | set(out.todo("zscores")))
+    if not todo:
+        return
+    params = model._params()
+    prep = delayed(prepare_for(params, ds), traverse=False)
+    shared = delayed(params, traverse=False)
+    blocks = ds.array.to_delayed().ravel()
+    tasks = [
+        delayed(_on_chunk, pure=True)(
+            _explain_task, blocks[c], ds.offsets[c], c, prep, shared, str(out.path)
+        )
+        for c in todo
+    ]
+    run_tasks(tasks, progress, "explain")
 
 
 def evaluate(flags: np.ndarray, truth: str | os.PathLike[str]) -> dict[str, Any]:
