@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import click
 
@@ -27,10 +28,6 @@ from .options import (
 logger = logging.getLogger("streammix")
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
-
-
-def _quiet(ctx: click.Context) -> bool:
-    return bool(ctx.find_root().obj.get("quiet"))
 
 
 @cli.command()
@@ -74,19 +71,20 @@ def generate(
       streammix generate data.zarr --n-samples 1000000 --n-features 8 \\
           --n-components 5 --outlier-fraction 0.01 --chunk-rows 50000
     """
-    progress = ui.Progress("generate", not _quiet(ctx))
-    with connect(cluster):
-        summary = datasets.generate(
-            out,
-            n_samples,
-            n_features,
-            n_components,
-            outlier_fraction,
-            chunk_rows,
-            seed,
-            overwrite=overwrite,
-            progress=progress,
-        )
+    summary = ui.run_job(
+        ctx,
+        cluster,
+        "generate",
+        datasets.generate,
+        out,
+        n_samples,
+        n_features,
+        n_components,
+        outlier_fraction,
+        chunk_rows,
+        seed,
+        overwrite=overwrite,
+    )
     ui.emit_summary(summary, as_json)
 
 
@@ -226,7 +224,7 @@ def fit(
     )
     total = max_iter if method == "batch" else max_epochs
     unit = "iteration" if method == "batch" else "epoch"
-    progress = ui.Progress("fit", not _quiet(ctx))
+    progress = ui.Progress("fit", not ui.quiet(ctx))
 
     def on_iteration(i: int, bound: float, change: float, seconds: float) -> None:
         progress.close()
@@ -287,19 +285,19 @@ def score(
       streammix score events.zarr --model models/current --output scores.zarr --incremental
     """
     score_jobs.preflight(data, model_dir, array)
-    progress = ui.Progress("score", not _quiet(ctx))
-    with connect(cluster):
-        summary = score_jobs.score(
-            data,
-            model_dir,
-            output,
-            array=array,
-            incremental=incremental,
-            overwrite=overwrite,
-            on_invalid=on_invalid,
-            progress=progress,
-        )
-    progress.close()
+    summary = ui.run_job(
+        ctx,
+        cluster,
+        "score",
+        score_jobs.score,
+        data,
+        model_dir,
+        output,
+        array=array,
+        incremental=incremental,
+        overwrite=overwrite,
+        on_invalid=on_invalid,
+    )
     ui.emit_summary(summary, as_json)
 
 
@@ -389,24 +387,25 @@ def flag(
         contamination = None  # the detector's threshold is that quantile of DATA
     else:
         score_jobs.preflight(data, model_dir, array, contamination, threshold, flagging=True)
-    progress = ui.Progress("flag", not _quiet(ctx))
-    with connect(cluster):
+
+    def fit_then_flag(**kwargs: Any) -> dict[str, Any]:
         if detector is not None:
             fit_job.fit(data, model_dir, detector, array=array)
             logger.info("fitted an OutlierDetector on DATA, saved to %s", model_dir)
-        summary = score_jobs.flag(
-            data,
-            model_dir,
-            output,
-            contamination=contamination,
-            threshold=threshold,
-            array=array,
-            incremental=incremental,
-            overwrite=overwrite,
-            on_invalid=on_invalid,
-            truth=truth,
-            explain=explain,
-            progress=progress,
-        )
-    progress.close()
+        return score_jobs.flag(data, model_dir, output, **kwargs)
+
+    summary = ui.run_job(
+        ctx,
+        cluster,
+        "flag",
+        fit_then_flag,
+        contamination=contamination,
+        threshold=threshold,
+        array=array,
+        incremental=incremental,
+        overwrite=overwrite,
+        on_invalid=on_invalid,
+        truth=truth,
+        explain=explain,
+    )
     ui.emit_summary(summary, as_json)

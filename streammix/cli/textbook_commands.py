@@ -16,10 +16,6 @@ from .app import cli
 from .options import cluster_options, data_argument, json_option, overwrite_option
 
 
-def _quiet(ctx: click.Context) -> bool:
-    return bool(ctx.find_root().obj.get("quiet"))
-
-
 def parse_ks(text: str) -> list[int]:
     try:
         return parse_component_counts(text)
@@ -58,18 +54,18 @@ def sample(
       streammix sample models/current --output synthetic.zarr --n-samples 10000000 \\
           --chunk-rows 250000 --seed 7
     """
-    progress = ui.Progress("sample", not _quiet(ctx))
-    with connect(cluster):
-        summary = textbook.sample(
-            model,
-            output,
-            n_samples,
-            chunk_rows=chunk_rows,
-            seed=seed,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    progress.close()
+    summary = ui.run_job(
+        ctx,
+        cluster,
+        "sample",
+        textbook.sample,
+        model,
+        output,
+        n_samples,
+        chunk_rows=chunk_rows,
+        seed=seed,
+        overwrite=overwrite,
+    )
     ui.emit_summary(summary, as_json)
 
 
@@ -107,19 +103,19 @@ def impute(
     Example:
       streammix impute sensors.zarr --model models/current --output filled.zarr
     """
-    progress = ui.Progress("impute", not _quiet(ctx))
-    with connect(cluster):
-        summary = textbook.impute(
-            data,
-            model_dir,
-            output,
-            array=array,
-            n_draws=n_draws,
-            seed=seed,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    progress.close()
+    summary = ui.run_job(
+        ctx,
+        cluster,
+        "impute",
+        textbook.impute,
+        data,
+        model_dir,
+        output,
+        array=array,
+        n_draws=n_draws,
+        seed=seed,
+        overwrite=overwrite,
+    )
     ui.emit_summary(summary, as_json)
 
 
@@ -168,18 +164,18 @@ def kde(
     Example:
       streammix kde sample.zarr --output density.zarr --bandwidth silverman --query new.zarr
     """
-    progress = ui.Progress("kde", not _quiet(ctx))
-    with connect(cluster):
-        summary = textbook.kde(
-            data,
-            output,
-            bandwidth=_bandwidth(bandwidth),
-            query=query,
-            array=array,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    progress.close()
+    summary = ui.run_job(
+        ctx,
+        cluster,
+        "kde",
+        textbook.kde,
+        data,
+        output,
+        bandwidth=_bandwidth(bandwidth),
+        query=query,
+        array=array,
+        overwrite=overwrite,
+    )
     ui.emit_summary(summary, as_json)
 
 

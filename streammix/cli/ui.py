@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import click
@@ -91,6 +92,28 @@ class Progress:
             self.stream.write("\r\033[K")
             self.stream.flush()
             self.drawn = False
+
+
+def quiet(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().obj.get("quiet"))
+
+
+def run_job(
+    ctx: click.Context,
+    cluster: Any,
+    label: str,
+    job: Callable[..., dict[str, Any]],
+    *args: Any,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``job(*args, progress=..., **kwargs)`` on the cluster, with a progress bar."""
+    from ..cluster import connect
+
+    progress = Progress(label, not quiet(ctx))
+    with connect(cluster):
+        summary = job(*args, progress=progress, **kwargs)
+    progress.close()
+    return summary
 
 
 def emit_summary(summary: dict[str, Any], as_json: bool) -> None:

@@ -240,3 +240,24 @@ class CovarianceFamily(ABC):
 def frame_means(means: np.ndarray, frame: Frame) -> np.ndarray:
     """Means in frame units."""
     return (np.asarray(means, dtype=np.float64) - frame.shift) / frame.scale
+
+
+class LinearInFeatures(CovarianceFamily):
+    """A family whose log-densities are linear in its feature matrix, ``A @ F + c``
+    (``A = prep.linear``, ``c = prep.const``), and whose sums are ``F @ resp.T``."""
+
+    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
+        lp = prep.linear @ F
+        lp += prep.const.astype(lp.dtype)[:, None]
+        return lp, None
+
+    def add_block_sums(
+        self,
+        acc: np.ndarray,
+        F: np.ndarray,
+        y: np.ndarray,
+        resp: np.ndarray,
+        prep: Prepared | None = None,
+        ctx: Any = None,
+    ) -> None:
+        acc += F @ resp.T

@@ -9,12 +9,10 @@ outer size ``2D``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..frame import Frame
-from .base import CholeskyFailure, CovarianceFamily, Prepared, frame_means
+from .base import CholeskyFailure, LinearInFeatures, Prepared, frame_means
 
 
 def positive_variances_precision_cholesky(variances: np.ndarray) -> np.ndarray:
@@ -32,7 +30,7 @@ def check_positive(values: np.ndarray, what: str) -> None:
         raise ValueError(f"{what!r} should be positive")
 
 
-class DiagCovariance(CovarianceFamily):
+class DiagCovariance(LinearInFeatures):
     name = "diag"
 
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
@@ -96,24 +94,8 @@ class DiagCovariance(CovarianceFamily):
         np.multiply(y, y, out=F[d:])
         return F
 
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
-        lp = prep.linear @ F
-        lp += prep.const.astype(lp.dtype)[:, None]
-        return lp, None
-
     def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         return (2 * n_features, n_components)
-
-    def add_block_sums(
-        self,
-        acc: np.ndarray,
-        F: np.ndarray,
-        y: np.ndarray,
-        resp: np.ndarray,
-        prep: Prepared | None = None,
-        ctx: Any = None,
-    ) -> None:
-        acc += F @ resp.T
 
     def split_sums(
         self, acc: np.ndarray, n_components: int, n_features: int

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import linalg
 
 from ..frame import Frame
-from .base import CholeskyFailure, CovarianceFamily, Prepared, frame_means
+from .base import CholeskyFailure, LinearInFeatures, Prepared, frame_means
 
 # Widest data for the packed-features kernel (its feature matrix has D(D+1)/2 + D rows).
 PACKED_MAX_FEATURES = 64
@@ -76,7 +76,7 @@ def check_spd(matrices: np.ndarray, what: str) -> None:
             raise ValueError(f"{what!r} should be symmetric, positive-definite")
 
 
-class FullCovariance(CovarianceFamily):
+class FullCovariance(LinearInFeatures):
     name = "full"
 
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
@@ -162,14 +162,13 @@ class FullCovariance(CovarianceFamily):
     def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
         d = y.shape[0]
         if d <= PACKED_MAX_FEATURES:
-            lp = prep.linear @ F
-        else:
-            assert prep.extra is not None
-            k = prep.n_components
-            lp = np.empty((k, y.shape[1]), dtype=y.dtype)
-            for j in range(k):
-                z = prep.linear[j].reshape(d, d) @ (y - prep.extra[j][:, None])
-                lp[j] = -0.5 * np.einsum("ij,ij->j", z, z)
+            return super().log_joint(F, y, prep)
+        assert prep.extra is not None
+        k = prep.n_components
+        lp = np.empty((k, y.shape[1]), dtype=y.dtype)
+        for j in range(k):
+            z = prep.linear[j].reshape(d, d) @ (y - prep.extra[j][:, None])
+            lp[j] = -0.5 * np.einsum("ij,ij->j", z, z)
         lp += prep.const.astype(lp.dtype)[:, None]
         return lp, None
 
@@ -190,7 +189,7 @@ class FullCovariance(CovarianceFamily):
     ) -> None:
         d = y.shape[0]
         if d <= PACKED_MAX_FEATURES:
-            acc += F @ resp.T
+            super().add_block_sums(acc, F, y, resp)
             return
         acc[:, :d] += resp @ y.T
         for j in range(resp.shape[0]):

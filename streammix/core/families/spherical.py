@@ -8,16 +8,14 @@ Kernel: ``F = [y; |y|^2]`` (``D + 1`` rows); log-densities are ``A @ F`` with
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..frame import Frame
-from .base import CovarianceFamily, Prepared, frame_means
+from .base import LinearInFeatures, Prepared, frame_means
 from .diag import check_positive, positive_variances_precision_cholesky
 
 
-class SphericalCovariance(CovarianceFamily):
+class SphericalCovariance(LinearInFeatures):
     name = "spherical"
 
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
@@ -78,24 +76,8 @@ class SphericalCovariance(CovarianceFamily):
         np.einsum("ij,ij->j", y, y, out=F[d])
         return F
 
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
-        lp = prep.linear @ F
-        lp += prep.const.astype(lp.dtype)[:, None]
-        return lp, None
-
     def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         return (n_features + 1, n_components)
-
-    def add_block_sums(
-        self,
-        acc: np.ndarray,
-        F: np.ndarray,
-        y: np.ndarray,
-        resp: np.ndarray,
-        prep: Prepared | None = None,
-        ctx: Any = None,
-    ) -> None:
-        acc += F @ resp.T
 
     def split_sums(
         self, acc: np.ndarray, n_components: int, n_features: int
