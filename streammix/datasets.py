@@ -22,6 +22,7 @@ from .core.families import get_family
 from .core.params import MixtureParams
 from .engine.compute import run_tasks
 from .errors import InvalidParameterError
+from .jobs.outputs import member
 
 # Outliers are uniform over the data's box widened by this many units.
 OUTLIER_MARGIN = 6.0
@@ -92,9 +93,7 @@ def _write_chunk(path: str, spec: SyntheticSpec, truth: MixtureParams, index: in
     group = zarr.open_group(path, mode="r+")
     sl = slice(index * spec.chunk_rows, index * spec.chunk_rows + len(x))
     for name, values in (("X", x), ("component", c), ("is_outlier", o)):
-        arr = group[name]
-        assert isinstance(arr, zarr.Array)
-        arr[sl] = values
+        member(group, name)[sl] = values
     return int(o.sum())
 
 

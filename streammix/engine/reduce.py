@@ -44,15 +44,12 @@ def tree_reduce_delayed(
     values: Sequence[Delayed],
     combine: Callable[[Any, Any], Any],
     split_every: int = SPLIT_EVERY,
-    name: str = "reduce",
 ) -> Delayed:
     """The same reduction as a graph of delayed tasks."""
     level = list(values)
     if not level:
         raise ValueError("nothing to reduce")
-    depth = 0
     while len(level) > 1:
-        depth += 1
         level = [
             delayed(_combine_all, pure=True, name=None)(combine, *level[i : i + split_every])
             for i in range(0, len(level), split_every)
