@@ -47,6 +47,11 @@ REF_ROWS = 1024
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+# Residual variance, relative to the feature's variance, below which the data covariance
+# counts as singular.
+SINGULAR_RATIO = 1e-12
+
+
 class SingularCovariance(ValueError):
     """The data covariance is not positive definite (data on a lower-dimensional subspace)."""
 
@@ -163,7 +168,12 @@ def kernel_cholesky(
             data_chol = np.linalg.cholesky(data_cov)
         except np.linalg.LinAlgError:
             raise SingularCovariance() from None
-        if not np.all(np.diag(data_chol) > 0.0) or not np.all(np.isfinite(data_chol)):
+        # A pivot is the variance of a feature left after regressing out the features
+        # before it; a relative residual of 1e-12 or less is collinearity lost in rounding.
+        pivots = np.diag(data_chol) ** 2
+        if not np.all(np.isfinite(data_chol)) or not np.all(
+            pivots > SINGULAR_RATIO * np.diag(data_cov)
+        ):
             raise SingularCovariance()
         return data_cov * factor**2, data_chol * factor, factor
     h = float(bandwidth)
