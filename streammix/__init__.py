@@ -1,8 +1,9 @@
 """streammix: Gaussian mixture models for data larger than memory.
 
 Fit, score, sample and flag outliers with Gaussian mixtures over chunked
-Zarr or dask arrays, on a laptop or a Dask cluster. Importing streammix starts
-nothing: no client, no cluster, no threads.
+Zarr, Parquet or dask arrays, on a laptop or a Dask cluster; data and models
+may live on local disks or object stores (``s3://``, ``gs://``, ``az://``).
+Importing streammix starts nothing: no client, no cluster, no threads.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from .errors import (
     NotFittedError,
     StreammixError,
 )
-from .io.modelfile import load
+from .io.location import Location, StorageError, location
+from .io.modelfile import load, publish
 from .kde import KernelDensity
 from .mixture import GaussianMixture
 from .online import OnlineGaussianMixture
@@ -37,13 +39,17 @@ __all__ = [
     "InvalidInputError",
     "InvalidParameterError",
     "KernelDensity",
+    "Location",
     "ModelFileError",
     "NotFittedError",
     "OnlineGaussianMixture",
     "OutlierDetector",
     "Selection",
+    "StorageError",
     "StreammixError",
     "__version__",
     "load",
+    "location",
+    "publish",
     "select",
 ]

@@ -36,6 +36,7 @@ from .engine.data import ChunkedData
 from .engine.init import INIT_METHODS, InitSpec
 from .errors import InvalidParameterError
 from .io.inputs import as_chunked
+from .io.location import Location
 from .io.modelfile import write_model_dir
 
 # Rules for the parameters every mixture has; subclasses add their own.
@@ -468,7 +469,7 @@ class BaseMixture(Estimator):
             "precisions_cholesky": self.precisions_cholesky_,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> str:
+    def save(self, path: str | os.PathLike[str] | Location) -> str:
         """Write the fitted model to the directory ``path`` (atomically, no pickle).
 
         Returns the path. Load it with :func:`streammix.load`.

@@ -21,8 +21,9 @@ from dask.delayed import delayed
 from .core.families import get_family
 from .core.params import MixtureParams
 from .engine.compute import run_tasks
-from .errors import InvalidParameterError
-from .jobs.outputs import member
+from .errors import InvalidInputError, InvalidParameterError
+from .io.location import Location, StorageOptions, as_location
+from .jobs.outputs import member, open_output
 
 # Outliers are uniform over the data's box widened by this many units.
 OUTLIER_MARGIN = 6.0
@@ -87,18 +88,19 @@ def synthetic_chunk(
     return X, component.astype(np.int32), outlier.astype(np.int8)
 
 
-def _write_chunk(path: str, spec: SyntheticSpec, truth: MixtureParams, index: int) -> int:
+def _write_chunk(
+    arrays: dict[str, zarr.Array], spec: SyntheticSpec, truth: MixtureParams, index: int
+) -> int:
     """Draw chunk ``index`` and write its rows of the three arrays (a task)."""
     x, c, o = synthetic_chunk(spec, truth, index)
-    group = zarr.open_group(path, mode="r+")
     sl = slice(index * spec.chunk_rows, index * spec.chunk_rows + len(x))
     for name, values in (("X", x), ("component", c), ("is_outlier", o)):
-        member(group, name)[sl] = values
+        arrays[name][sl] = values
     return int(o.sum())
 
 
 def generate(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Location,
     n_samples: int,
     n_features: int = 6,
     n_components: int = 4,
@@ -106,6 +108,7 @@ def generate(
     chunk_rows: int = 100_000,
     seed: int = 0,
     overwrite: bool = False,
+    storage_options: StorageOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Write a synthetic dataset as a Zarr group with arrays ``X``, ``component`` and
@@ -132,7 +135,11 @@ def generate(
     )
     spec.validate()
     truth = true_mixture(spec.n_features, spec.n_components, spec.seed)
-    group = zarr.open_group(str(path), mode="w" if overwrite else "w-")
+    loc = as_location(path, storage_options)
+    loc.check_writable()
+    if loc.exists() and not overwrite:
+        raise InvalidInputError(f"'{loc}' exists; pass --overwrite to replace it.")
+    group = open_output(loc, "w")
     rows = (spec.chunk_rows,)
     group.create_array(
         "X",
@@ -148,7 +155,10 @@ def generate(
         "is_outlier", shape=(spec.n_samples,), chunks=rows, dtype="int8", fill_value=-1
     )
     n_chunks = -(-spec.n_samples // spec.chunk_rows)
-    tasks = [delayed(_write_chunk, pure=True)(str(path), spec, truth, i) for i in range(n_chunks)]
+    arrays = delayed(
+        {n: member(group, n) for n in ("X", "component", "is_outlier")}, traverse=False
+    )
+    tasks = [delayed(_write_chunk, pure=True)(arrays, spec, truth, i) for i in range(n_chunks)]
     n_outliers = sum(run_tasks(tasks, progress, "generate"))
     group.attrs.update(
         {
@@ -161,7 +171,7 @@ def generate(
         }
     )
     return {
-        "path": str(path),
+        "path": str(loc),
         "n_samples": spec.n_samples,
         "n_features": spec.n_features,
         "n_components": spec.n_components,

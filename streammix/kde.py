@@ -25,6 +25,7 @@ from .engine.compute import compute
 from .engine.data import ChunkedData
 from .errors import InvalidInputError, ModelFileError
 from .io.inputs import DEFAULT_ARRAY, as_chunked
+from .io.location import Location, as_location, is_location
 from .io.modelfile import register_kind, write_model_dir
 
 # A model directory holds the reference rows up to this many values (80 MB in float64);
@@ -69,7 +70,7 @@ class KernelDensity(Estimator):
     reference_ : ndarray or dask.array.Array of shape (n_samples_fit_, n_features)
         The training rows (lazy for dask or Zarr input; not copied into memory).
     reference_path_ : str or None
-        Absolute path of the training Zarr when ``fit`` was given a path.
+        Absolute path (or URL) of the training Zarr when ``fit`` was given a location.
 
     Examples
     --------
@@ -140,7 +141,7 @@ class KernelDensity(Estimator):
                 "cannot be scaled from it. Drop the dependent features or pass a float "
                 "bandwidth."
             ) from None
-        path = os.path.abspath(os.fspath(X)) if isinstance(X, str | os.PathLike) else None
+        path = str(as_location(X)) if is_location(X) else None
         self._adopt(data, stats.location(), cov, chol, factor, path)
         return self
 
@@ -214,7 +215,7 @@ class KernelDensity(Estimator):
         return engine_kde.sample(self._reference, self.cholesky_, int(n_samples), rng)
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | os.PathLike[str]) -> str:
+    def save(self, path: str | os.PathLike[str] | Location) -> str:
         """Write the fitted model to the directory ``path`` (atomically, no pickle).
 
         The training rows are stored in the directory when they hold at most

@@ -33,6 +33,7 @@ from .engine.data import ChunkedData
 from .engine.init import initial_params, params_frame, sample_size
 from .engine.online import run_epoch
 from .errors import InvalidInputError, InvalidParameterError, NotFittedError
+from .io.location import Location
 from .io.modelfile import register_kind, write_model_dir
 
 logger = logging.getLogger("streammix")
@@ -391,7 +392,7 @@ precisions_init, random_state, on_degenerate
             )
         return arrays
 
-    def save(self, path: str | os.PathLike[str]) -> str:
+    def save(self, path: str | os.PathLike[str] | Location) -> str:
         """Write the model, its running statistics and counters to ``path``."""
         self._state()
         return str(write_model_dir(path, self._model_meta(), self._model_arrays()))

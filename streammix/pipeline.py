@@ -17,32 +17,35 @@ A pipeline file::
     output = "../scores/events.zarr"
     incremental = true
 
+    [storage]                      # optional: fsspec storage options for URLs
+    endpoint_url = "http://minio:9000"
+
 Every step names a ``job`` and that job's options (the CLI's option names with
 underscores). The whole file is checked before anything runs: unknown jobs or
 keys, missing or mistyped values are reported with the step they are in.
 ``${NAME}`` in a string is replaced by the environment variable ``NAME``.
+Locations are local paths or URLs (``s3://...``); a relative path is relative
+to the pipeline file (a URL when the file itself was read from one).
 
 The ``publish`` job makes a freshly fitted model the current one atomically:
-the model directory is moved into a versions directory and the ``target`` link
-is switched to it with one rename, so a reader of ``target`` sees the old
-model or the new one, never half of one.
+the model is copied into a versions directory and the ``target`` pointer is
+switched to it with one write (:func:`streammix.io.modelfile.publish`), so a
+reader of ``target`` sees the old model or the new one, never half of one.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .cluster import ClusterOptions, connect
-from .errors import InvalidParameterError, StreammixError
+from .errors import InvalidInputError, InvalidParameterError, StreammixError
+from .io.location import Location, as_location
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -172,6 +175,12 @@ SCHEMAS: dict[str, dict[str, Field]] = {
 }
 
 
+class _PathValue(str):
+    """A validated path option (resolved against the pipeline file)."""
+
+    __slots__ = ()
+
+
 class PipelineError(InvalidParameterError):
     """A pipeline file is missing, malformed or invalid."""
 
@@ -189,10 +198,11 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Pipeline:
-    path: Path
+    path: Location
     name: str
     steps: tuple[Step, ...]
     cluster: dict[str, Any] = field(default_factory=dict)
+    storage: dict[str, Any] = field(default_factory=dict)
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -208,7 +218,7 @@ def _expand(value: str, where: str) -> str:
     return _ENV.sub(repl, value)
 
 
-def _check_value(value: Any, spec: Field, where: str, base: Path) -> Any:
+def _check_value(value: Any, spec: Field, where: str, base: Location) -> Any:
     kind = spec.kind
     ok = {
         "path": isinstance(value, str),
@@ -239,13 +249,12 @@ def _check_value(value: Any, spec: Field, where: str, base: Path) -> Any:
         if kind == "float":
             value = float(value)
     if kind == "path":
-        p = Path(value)
-        value = os.path.normpath(p if p.is_absolute() else (base / p))
+        value = _PathValue(str(base.resolve(value)))
     return value
 
 
 def _check_table(
-    table: Mapping[str, Any], schema: Mapping[str, Field], where: str, base: Path
+    table: Mapping[str, Any], schema: Mapping[str, Field], where: str, base: Location
 ) -> dict[str, Any]:
     out = {}
     for key in table:
@@ -263,24 +272,35 @@ def _check_table(
     return out
 
 
-def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
-    """Read and validate a pipeline file; raises :class:`PipelineError`."""
-    p = Path(path)
+def load_pipeline(
+    path: str | os.PathLike[str] | Location, storage_options: Mapping[str, Any] | None = None
+) -> Pipeline:
+    """Read and validate a pipeline file (a path or URL); raises :class:`PipelineError`."""
+    p = as_location(path, storage_options)
     try:
         doc = tomllib.loads(p.read_text())
-    except FileNotFoundError:
+    except InvalidInputError:
         raise PipelineError(f"No pipeline file at '{p}'.") from None
-    except (OSError, tomllib.TOMLDecodeError) as err:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise PipelineError(f"{p}: not valid TOML ({err}).") from None
-    unknown = set(doc) - {"pipeline", "cluster", "step"}
+    unknown = set(doc) - {"pipeline", "cluster", "storage", "step"}
     if unknown:
         raise PipelineError(
             f"{p}: unknown table(s) {', '.join(sorted(unknown))}; expected "
-            "[pipeline], [cluster] and [[step]]."
+            "[pipeline], [cluster], [storage] and [[step]]."
         )
-    base = p.resolve().parent
+    storage = doc.get("storage") or {}
+    if not isinstance(storage, dict):
+        raise PipelineError(f"{p}: [storage] must be a table of storage options.")
+    storage = {
+        k: _expand(v, f"{p}: [storage] {k}") if isinstance(v, str) else v
+        for k, v in storage.items()
+    }
+    merged = {**storage, **dict(storage_options or {})}
+    base = as_location(p.realpath().parent.url if p.is_local else p.parent.url, merged)
     meta = doc.get("pipeline") or {}
-    name = str(meta.get("name") or p.stem)
+    stem = p.name.rsplit(".", 1)[0] if "." in p.name else p.name
+    name = str(meta.get("name") or stem)
     cluster = _check_table(doc.get("cluster") or {}, _CLUSTER, f"{p}: [cluster]", base)
     raw_steps = doc.get("step")
     if not isinstance(raw_steps, list) or not raw_steps:
@@ -294,67 +314,24 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
             raise PipelineError(f"{where}: 'job' must be one of {known}; got {job!r}.")
         options = {k: v for k, v in raw.items() if k != "job"}
         steps.append(Step(job, _check_table(options, SCHEMAS[job], f"{where} ({job})", base), i))
-    return Pipeline(p, name, tuple(steps), {k: v for k, v in cluster.items() if v is not None})
-
-
-def publish(
-    model: str, target: str, versions: str | None = None, version: str | None = None, keep: int = 5
-) -> dict[str, Any]:
-    """Make ``model`` the model at ``target`` with one atomic switch of a link.
-
-    ``model`` (a model directory) is moved into ``versions`` (default: a
-    ``versions`` directory beside ``target``) as ``version`` (default: a UTC
-    time stamp); ``target`` becomes a symbolic link to it; all but the ``keep``
-    newest versions are removed (never the current one).
-    """
-    from .io.modelfile import read_model_dir
-
-    src, link = Path(model), Path(target)
-    read_model_dir(src)  # refuse to publish a missing or damaged model
-    store = Path(versions) if versions else link.parent / "versions"
-    store.mkdir(parents=True, exist_ok=True)
-    name = version or dt.datetime.now(dt.timezone.utc).strftime("v%Y%m%dT%H%M%S%fZ")
-    dest = store / name
-    if dest.exists():
-        raise StreammixError(f"Model version '{dest}' already exists.")
-    if link.exists() and not link.is_symlink():
-        raise StreammixError(
-            f"'{link}' is a real directory; publishing switches a symbolic link there. Move it "
-            "away first."
-        )
-    os.replace(src, dest)
-    tmp = link.parent / f".{link.name}.{os.getpid()}.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(os.path.relpath(dest, link.parent), tmp)
-    os.replace(tmp, link)
-    current = dest.resolve()
-    olds = sorted((d for d in store.iterdir() if d.is_dir()), key=lambda d: d.name)
-    removed = []
-    for old in olds[:-keep] if len(olds) > keep else []:
-        if old.resolve() != current:
-            shutil.rmtree(old)
-            removed.append(old.name)
-    return {
-        "job": "publish",
-        "target": str(link),
-        "version": name,
-        "path": str(dest),
-        "removed_versions": removed,
-    }
+    return Pipeline(
+        p, name, tuple(steps), {k: v for k, v in cluster.items() if v is not None}, merged
+    )
 
 
 def run_step(
     step: Step,
     progress: Callable[[str], Callable[[int, int], None]] | None = None,
     on_iteration: Callable[[int, float, float, float], None] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one validated step on the current cluster."""
     from . import datasets
+    from .io.modelfile import publish
     from .jobs import fit as fit_job
     from .jobs import score as score_jobs
 
-    o = dict(step.options)
+    o = {k: _located(v, storage_options) for k, v in step.options.items()}
     bar = progress(step.job) if progress else None
     if step.job == "generate":
         return datasets.generate(o.pop("out"), progress=bar, **o)
@@ -418,6 +395,13 @@ def run_step(
 
         return model_summary(o["model"])
     raise PipelineError(f"{step.label}: unknown job")
+
+
+def _located(value: Any, storage_options: Mapping[str, Any] | None) -> Any:
+    """Path options become locations carrying the pipeline's storage options."""
+    if isinstance(value, _PathValue):
+        return as_location(str(value), storage_options)
+    return value
 
 
 def _run_textbook(job: str, o: dict[str, Any], bar: Any) -> dict[str, Any]:
@@ -491,7 +475,7 @@ def run_pipeline(
     with connect(options):
         for step in pipeline.steps:
             try:
-                summary = run_step(step, progress, on_iteration)
+                summary = run_step(step, progress, on_iteration, pipeline.storage)
             except StreammixError as err:
                 err.args = (f"{step.label}: {err}",)
                 raise

@@ -8,13 +8,15 @@ outlier threshold, when the model carries one.
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
 import numpy as np
 
-from .errors import StreammixError
+from .errors import InvalidParameterError, StreammixError
 from .io.inputs import as_chunked
+from .io.location import Location, as_location
 
 SAMPLE_ROWS = 5_000
 
@@ -54,9 +56,14 @@ def _sample_rows(data: Any, array: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def plot_model(
-    model: Any, output: str | os.PathLike[str], data: Any = None, array: str = "X"
+    model: Any, output: str | os.PathLike[str] | Location, data: Any = None, array: str = "X"
 ) -> str:
-    """Draw ``model`` (and a sample of ``data``) into the image file ``output``."""
+    """Draw ``model`` (and a sample of ``data``) into the image file ``output`` (a path
+    or URL; its suffix picks the format: png, svg, pdf)."""
+    target = as_location(output)
+    fmt = target.name.rsplit(".", 1)[-1].lower() if "." in target.name else ""
+    if fmt not in ("png", "svg", "pdf", "jpg", "jpeg"):
+        raise InvalidParameterError(f"'{target}': name the image with a .png, .svg or .pdf suffix.")
     plt = _pyplot()
     from matplotlib.patches import Ellipse
 
@@ -115,6 +122,8 @@ def plot_model(
         ax.set_ylabel("rows (sample)")
         ax.set_title("scores")
     fig.tight_layout()
-    fig.savefig(output, dpi=110)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=110, format=fmt)
     plt.close(fig)
-    return str(output)
+    target.write_bytes(image.getvalue())
+    return str(target)

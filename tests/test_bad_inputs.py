@@ -80,7 +80,8 @@ def _damaged_model(inputs, how: str) -> Path:
         meta["schema_version"] = 99
         (dest / "model.json").write_text(json.dumps(meta))
     else:
-        f = dest / "means.npy"
+        meta = json.loads((dest / "model.json").read_text())
+        f = dest / meta["arrays"]["means"]["file"]
         f.write_bytes(f.read_bytes()[:-8])
     return dest
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -12,7 +13,8 @@ import zarr
 import streammix as sm
 from streammix.cluster import ClusterOptions
 from streammix.datasets import generate
-from streammix.pipeline import PipelineError, load_pipeline, publish, run_pipeline
+from streammix.io.modelfile import publish
+from streammix.pipeline import PipelineError, load_pipeline, run_pipeline
 
 from .test_cli import assert_one_line_error, run
 
@@ -94,7 +96,8 @@ def test_publish_switches_atomically_and_keeps_versions(tmp_path):
         assert sm.load(models / "current").means_[0, 0] == float(i)
         assert not (models / "staging").exists()
     assert sorted(p.name for p in (models / "versions").iterdir()) == ["v2", "v3"]
-    assert (models / "current").is_symlink()
+    pointer = json.loads((models / "current").read_text())
+    assert pointer == {"streammix_pointer": 1, "version": "versions/v3"}
 
 
 def test_readers_never_see_half_a_model_while_publishing(tmp_path):
@@ -135,7 +138,7 @@ def test_weekly_refit_then_nightly_scoring(tmp_path, monkeypatch):
     weekly = load_pipeline(REPO / "pipelines" / "weekly-refit.toml")
     nightly = load_pipeline(REPO / "pipelines" / "nightly-scoring.toml")
     results = run_pipeline(weekly, local)
-    assert results[1]["job"] == "publish" and (tmp_path / "models" / "current").is_symlink()
+    assert results[1]["job"] == "publish" and (tmp_path / "models" / "current").is_file()
     first = run_pipeline(nightly, local)
     assert first[0]["chunks_written"] == 4 and first[1]["threshold"]["method"] == "model"
     X = zarr.open_group(str(data), mode="r+")["X"]

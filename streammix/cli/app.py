@@ -11,7 +11,7 @@ Layer: edges (CLI). Exit codes:
 
 Every error is printed as one line on stderr; ``--debug`` adds the traceback.
 Options come, in increasing priority, from a ``--config`` TOML file (a table
-per command plus ``[cluster]`` for every command), ``STREAMMIX_*``
+per command plus ``[cluster]`` and ``[storage]`` for every command), ``STREAMMIX_*``
 environment variables (``STREAMMIX_<COMMAND>_<OPTION>``, and
 ``STREAMMIX_SCHEDULER_ADDRESS`` or ``DASK_SCHEDULER_ADDRESS``), and the
 command line.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sys
 import traceback
-from pathlib import Path
 from typing import Any
 
 import click
@@ -34,6 +33,7 @@ from ..errors import (
     ModelFileError,
     StreammixError,
 )
+from ..io.location import as_location, redact
 from . import ui
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
@@ -45,23 +45,26 @@ else:  # pragma: no cover - Python 3.10
 
 
 def load_config(path: str | None, commands: list[str]) -> dict[str, Any]:
-    """A click ``default_map`` from a TOML file: ``[cluster]`` applies to every command."""
+    """A click ``default_map`` from a TOML file: ``[cluster]`` applies to every command,
+    ``[storage]`` (fsspec storage options) too, as ``--storage-options``."""
     if not path:
         return {}
     try:
-        doc = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
+        doc = tomllib.loads(as_location(path).read_text())
+    except InvalidInputError:
         raise click.BadParameter(f"config file not found: {path}", param_hint="--config") from None
-    except (OSError, tomllib.TOMLDecodeError) as err:
+    except (StreammixError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise click.BadParameter(f"cannot read {path}: {err}", param_hint="--config") from None
-    unknown = set(doc) - set(commands) - {"cluster"}
+    unknown = set(doc) - set(commands) - {"cluster", "storage"}
     if unknown:
         raise click.BadParameter(
-            f"unknown table(s) in {path}: {', '.join(sorted(unknown))} (expected cluster or a "
-            f"command: {', '.join(commands)})",
+            f"unknown table(s) in {path}: {', '.join(sorted(unknown))} (expected cluster, "
+            f"storage or a command: {', '.join(commands)})",
             param_hint="--config",
         )
     cluster = {k.replace("-", "_"): v for k, v in (doc.get("cluster") or {}).items()}
+    if doc.get("storage"):
+        cluster["storage_options"] = dict(doc["storage"])
     out: dict[str, Any] = {}
     for cmd in commands:
         table = {k.replace("-", "_"): v for k, v in (doc.get(cmd) or {}).items()}
@@ -103,7 +106,7 @@ class StreammixGroup(click.Group):
 def _fail(prog: str, message: str, code: int, debug: bool = False) -> None:
     if debug:
         traceback.print_exc()
-    line = " ".join(str(message).split())
+    line = redact(" ".join(str(message).split()))
     click.echo(f"{prog}: error: {line}", err=True)
     sys.exit(code)
 
@@ -120,9 +123,8 @@ def _fail(prog: str, message: str, code: int, debug: bool = False) -> None:
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(dir_okay=False),
     envvar="STREAMMIX_CONFIG",
-    help="TOML file with option defaults per command.",
+    help="TOML file (a path or URL) with option defaults per command.",
 )
 @click.option(
     "--log-format",

@@ -13,6 +13,7 @@ import click
 
 from .. import datasets
 from ..cluster import ClusterOptions, connect
+from ..io.location import as_location
 from ..jobs import fit as fit_job
 from ..jobs import score as score_jobs
 from . import ui
@@ -23,6 +24,7 @@ from .options import (
     json_option,
     on_invalid_option,
     overwrite_option,
+    storage_option,
 )
 
 logger = logging.getLogger("streammix")
@@ -31,7 +33,7 @@ COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 
 @cli.command()
-@click.argument("out", type=click.Path())
+@click.argument("out")
 @click.option("--n-samples", type=click.IntRange(min=1), default=200_000, show_default=True)
 @click.option("--n-features", type=click.IntRange(min=1), default=6, show_default=True)
 @click.option("--n-components", type=click.IntRange(min=1), default=4, show_default=True)
@@ -45,6 +47,7 @@ COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@storage_option
 @cluster_options
 @json_option
 @click.pass_context
@@ -58,6 +61,7 @@ def generate(
     chunk_rows: int,
     seed: int,
     overwrite: bool,
+    storage_options: dict[str, Any] | None,
     cluster: ClusterOptions,
     as_json: bool,
 ) -> None:
@@ -84,6 +88,7 @@ def generate(
         chunk_rows,
         seed,
         overwrite=overwrite,
+        storage_options=storage_options,
     )
     ui.emit_summary(summary, as_json)
 
@@ -94,8 +99,7 @@ def generate(
     "--model",
     "model_dir",
     required=True,
-    type=click.Path(),
-    help="Directory to write the fitted model to.",
+    help="Model directory to write (a path or URL).",
 )
 @click.option(
     "--n-components",
@@ -157,8 +161,7 @@ def generate(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--checkpoint",
-    type=click.Path(file_okay=False),
-    help="Directory for the fit's state after every iteration.",
+    help="Directory (path or URL) for the fit's state after every iteration.",
 )
 @click.option("--resume", is_flag=True, help="Continue from --checkpoint.")
 @click.option(
@@ -173,6 +176,8 @@ def fit(
     ctx: click.Context,
     data: str,
     array: str,
+    columns: tuple[str, ...] | None,
+    storage_options: dict[str, Any] | None,
     model_dir: str,
     n_components: int | None,
     covariance_type: str,
@@ -232,16 +237,25 @@ def fit(
         logger.info(f"{unit} {i:4d}  mean log-likelihood {bound:.6f}{change_text}  {seconds:.2f} s")
         progress(i, total)
 
-    fit_job.preflight(data, array, n_components)
+    fit_job.preflight(
+        data,
+        array,
+        n_components,
+        columns=columns,
+        destinations=(model_dir, checkpoint),
+        storage_options=storage_options,
+    )
     with connect(cluster):
         summary = fit_job.fit(
             data,
             model_dir,
             estimator,
             array=array,
+            columns=columns,
             checkpoint=checkpoint,
             resume=resume,
             contamination=contamination,
+            storage_options=storage_options,
             on_iteration=on_iteration,
         )
     progress.close()
@@ -250,10 +264,8 @@ def fit(
 
 @cli.command()
 @data_argument
-@click.option(
-    "--model", "model_dir", required=True, type=click.Path(), help="Model directory (from fit)."
-)
-@click.option("--output", required=True, type=click.Path(), help="Output Zarr group.")
+@click.option("--model", "model_dir", required=True, help="Model (from fit or publish).")
+@click.option("--output", required=True, help="Output Zarr group (a path or URL).")
 @click.option(
     "--incremental", is_flag=True, help="Score only rows appended to DATA since OUTPUT was written."
 )
@@ -266,6 +278,8 @@ def score(
     ctx: click.Context,
     data: str,
     array: str,
+    columns: tuple[str, ...] | None,
+    storage_options: dict[str, Any] | None,
     model_dir: str,
     output: str,
     incremental: bool,
@@ -284,7 +298,14 @@ def score(
     Example:
       streammix score events.zarr --model models/current --output scores.zarr --incremental
     """
-    score_jobs.preflight(data, model_dir, array)
+    score_jobs.preflight(
+        data,
+        model_dir,
+        array,
+        output=output,
+        columns=columns,
+        storage_options=storage_options,
+    )
     summary = ui.run_job(
         ctx,
         cluster,
@@ -294,9 +315,11 @@ def score(
         model_dir,
         output,
         array=array,
+        columns=columns,
         incremental=incremental,
         overwrite=overwrite,
         on_invalid=on_invalid,
+        storage_options=storage_options,
     )
     ui.emit_summary(summary, as_json)
 
@@ -306,20 +329,17 @@ def score(
 @click.option(
     "--model",
     "model_dir",
-    type=click.Path(),
-    help="Model directory (from fit); without it an OutlierDetector is fitted on DATA and "
+    help="Model (from fit or publish); without it an OutlierDetector is fitted on DATA and "
     "saved as OUTPUT.detector.",
 )
-@click.option("--output", required=True, type=click.Path(), help="Output Zarr group.")
+@click.option("--output", required=True, help="Output Zarr group (a path or URL).")
 @click.option(
     "--contamination",
     type=float,
     help="Flag this share of the rows (in (0, 0.5]): the lowest log-likelihoods.",
 )
 @click.option("--threshold", type=float, help="Flag rows with a log-likelihood below this.")
-@click.option(
-    "--truth", type=click.Path(), help="A Zarr array of 0/1 labels: report precision and recall."
-)
+@click.option("--truth", help="A Zarr array of 0/1 labels: report precision and recall.")
 @click.option(
     "--incremental", is_flag=True, help="Score only rows appended to DATA since OUTPUT was written."
 )
@@ -344,6 +364,8 @@ def flag(
     ctx: click.Context,
     data: str,
     array: str,
+    columns: tuple[str, ...] | None,
+    storage_options: dict[str, Any] | None,
     model_dir: str | None,
     output: str,
     contamination: float | None,
@@ -379,20 +401,46 @@ def flag(
     if model_dir is None:
         if threshold is not None and contamination is not None:
             raise click.UsageError("Pass either --contamination or --threshold, not both.")
-        fit_job.preflight(data, array, 1)
-        model_dir = f"{output.rstrip('/')}.detector"
+        out = as_location(output, storage_options)
+        model_dir = str(out.sibling(f"{out.name}.detector"))
+        fit_job.preflight(
+            data,
+            array,
+            1,
+            columns=columns,
+            destinations=(output, model_dir),
+            storage_options=storage_options,
+        )
         detector = fit_job.make_estimator(
             "detector", n_components=1, seed=seed, contamination=contamination
         )
         contamination = None  # the detector's threshold is that quantile of DATA
     else:
-        score_jobs.preflight(data, model_dir, array, contamination, threshold, flagging=True)
+        score_jobs.preflight(
+            data,
+            model_dir,
+            array,
+            contamination,
+            threshold,
+            flagging=True,
+            output=output,
+            columns=columns,
+            storage_options=storage_options,
+        )
+    model = model_dir
 
     def fit_then_flag(**kwargs: Any) -> dict[str, Any]:
         if detector is not None:
-            fit_job.fit(data, model_dir, detector, array=array)
-            logger.info("fitted an OutlierDetector on DATA, saved to %s", model_dir)
-        return score_jobs.flag(data, model_dir, output, **kwargs)
+            fit_job.fit(
+                data,
+                model,
+                detector,
+                array=array,
+                columns=columns,
+                storage_options=storage_options,
+            )
+            logger.info("fitted an OutlierDetector on DATA, saved to %s", model)
+        return score_jobs.flag(data, model, output, **kwargs)
 
     summary = ui.run_job(
         ctx,
@@ -402,10 +450,12 @@ def flag(
         contamination=contamination,
         threshold=threshold,
         array=array,
+        columns=columns,
         incremental=incremental,
         overwrite=overwrite,
         on_invalid=on_invalid,
         truth=truth,
         explain=explain,
+        storage_options=storage_options,
     )
     ui.emit_summary(summary, as_json)

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import click
 
 from ..cluster import ClusterOptions
+from ..errors import InvalidParameterError
+from ..io.location import parse_storage_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,16 +91,61 @@ def cluster_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class StorageOptionsType(click.ParamType):
+    """fsspec storage options: a JSON object on the command line, a table in a
+    config file. The value is never echoed in errors (it may hold credentials)."""
+
+    name = "JSON"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> dict[str, Any]:
+        try:
+            return parse_storage_options(value, "--storage-options")
+        except InvalidParameterError as err:
+            self.fail(str(err).split(": ", 1)[1], param, ctx)
+
+
+def storage_option(func: F) -> F:
+    """How to reach remote locations; gathered into ``storage_options``."""
+    return click.option(
+        "--storage-options",
+        type=StorageOptionsType(),
+        envvar="STREAMMIX_STORAGE_OPTIONS",
+        default=None,
+        help=(
+            "fsspec options for URLs (s3://, gs://, az://, ...) as a JSON object, e.g. "
+            """'{"endpoint_url": "http://127.0.0.1:9000"}', or by protocol '{"s3": {...}}'. """
+            "Without it each store's standard environment applies."
+        ),
+    )(func)
+
+
+def _columns(ctx: Any, param: Any, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(c.strip() for c in value.split(",") if c.strip())
+    if not names:
+        raise click.BadParameter("name at least one column.")
+    return names
+
+
 def data_argument(func: F) -> F:
-    """DATA: a Zarr array path, or a group path plus --array."""
+    """DATA: a Zarr array or group (plus --array), or a Parquet file or dataset
+    (plus --columns); a local path or a URL."""
     return _stack(
-        click.argument("data", type=click.Path()),
+        click.argument("data", metavar="DATA"),
         click.option(
             "--array",
             default="X",
             show_default=True,
             help="Array to use when DATA is a Zarr group.",
         ),
+        click.option(
+            "--columns",
+            callback=_columns,
+            metavar="A,B,...",
+            help="Columns to use when DATA is Parquet (default: every numeric column).",
+        ),
+        storage_option,
     )(func)
 
 

@@ -15,32 +15,39 @@ from ..cluster import ClusterOptions
 from ..pipeline import Step, load_pipeline, run_pipeline
 from . import ui
 from .app import cli
-from .options import cluster_options, json_option
+from .options import cluster_options, json_option, storage_option
 
 logger = logging.getLogger("streammix")
 
 
 @cli.command()
-@click.argument("pipeline_file", metavar="PIPELINE.toml", type=click.Path(dir_okay=False))
+@click.argument("pipeline_file", metavar="PIPELINE.toml")
 @click.option("--check", is_flag=True, help="Validate the file and list its steps; run nothing.")
+@storage_option
 @cluster_options
 @json_option
 @click.pass_context
 def run(
-    ctx: click.Context, pipeline_file: str, check: bool, cluster: ClusterOptions, as_json: bool
+    ctx: click.Context,
+    pipeline_file: str,
+    check: bool,
+    storage_options: dict[str, Any] | None,
+    cluster: ClusterOptions,
+    as_json: bool,
 ) -> None:
     """Run the steps of PIPELINE.toml in order, on one cluster.
 
     The file is validated first (unknown jobs or keys, missing or mistyped
     values are reported with their step). Cluster options on the command line
-    replace the file's [cluster] table.
+    replace the file's [cluster] table; --storage-options are merged over its
+    [storage] table. PIPELINE.toml may itself be a URL.
 
     \b
     Example:
       streammix run pipelines/nightly-scoring.toml
       streammix run pipelines/weekly-refit.toml --scheduler-address tcp://10.0.0.5:8786
     """
-    pipeline = load_pipeline(pipeline_file)
+    pipeline = load_pipeline(pipeline_file, storage_options)
     if check:
         ui.emit_summary(
             {"pipeline": pipeline.name, "steps": [s.job for s in pipeline.steps]}, as_json

@@ -5,6 +5,8 @@ Layer: edges (CLI).
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..cluster import ClusterOptions, connect
@@ -13,7 +15,13 @@ from ..jobs import textbook
 from ..selection import parse_component_counts
 from . import ui
 from .app import cli
-from .options import cluster_options, data_argument, json_option, overwrite_option
+from .options import (
+    cluster_options,
+    data_argument,
+    json_option,
+    overwrite_option,
+    storage_option,
+)
 
 
 def parse_ks(text: str) -> list[int]:
@@ -24,12 +32,13 @@ def parse_ks(text: str) -> list[int]:
 
 
 @cli.command()
-@click.argument("model", type=click.Path())
-@click.option("--output", required=True, type=click.Path(), help="Output Zarr group.")
+@click.argument("model")
+@click.option("--output", required=True, help="Output Zarr group (a path or URL).")
 @click.option("--n-samples", type=click.IntRange(min=1), required=True)
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @overwrite_option
+@storage_option
 @cluster_options
 @json_option
 @click.pass_context
@@ -41,6 +50,7 @@ def sample(
     chunk_rows: int,
     seed: int,
     overwrite: bool,
+    storage_options: dict[str, Any] | None,
     cluster: ClusterOptions,
     as_json: bool,
 ) -> None:
@@ -65,14 +75,15 @@ def sample(
         chunk_rows=chunk_rows,
         seed=seed,
         overwrite=overwrite,
+        storage_options=storage_options,
     )
     ui.emit_summary(summary, as_json)
 
 
 @cli.command()
 @data_argument
-@click.option("--model", "model_dir", required=True, type=click.Path())
-@click.option("--output", required=True, type=click.Path(), help="Output Zarr group.")
+@click.option("--model", "model_dir", required=True, help="Model (from fit or publish).")
+@click.option("--output", required=True, help="Output Zarr group (a path or URL).")
 @click.option(
     "--n-draws",
     type=click.IntRange(min=0),
@@ -89,6 +100,8 @@ def impute(
     ctx: click.Context,
     data: str,
     array: str,
+    columns: tuple[str, ...] | None,
+    storage_options: dict[str, Any] | None,
     model_dir: str,
     output: str,
     n_draws: int,
@@ -112,9 +125,11 @@ def impute(
         model_dir,
         output,
         array=array,
+        columns=columns,
         n_draws=n_draws,
         seed=seed,
         overwrite=overwrite,
+        storage_options=storage_options,
     )
     ui.emit_summary(summary, as_json)
 
@@ -133,14 +148,14 @@ def _bandwidth(text: str) -> str | float:
 
 @cli.command()
 @data_argument
-@click.option("--output", required=True, type=click.Path(), help="Output Zarr group.")
+@click.option("--output", required=True, help="Output Zarr group (a path or URL).")
 @click.option(
     "--bandwidth",
     default="scott",
     show_default=True,
     help="scott, silverman (scipy's rules) or a kernel standard deviation.",
 )
-@click.option("--query", type=click.Path(), help="Rows to evaluate (default: DATA itself).")
+@click.option("--query", help="Rows to evaluate (default: DATA itself).")
 @overwrite_option
 @cluster_options
 @json_option
@@ -149,6 +164,8 @@ def kde(
     ctx: click.Context,
     data: str,
     array: str,
+    columns: tuple[str, ...] | None,
+    storage_options: dict[str, Any] | None,
     output: str,
     bandwidth: str,
     query: str | None,
@@ -174,16 +191,16 @@ def kde(
         bandwidth=_bandwidth(bandwidth),
         query=query,
         array=array,
+        columns=columns,
         overwrite=overwrite,
+        storage_options=storage_options,
     )
     ui.emit_summary(summary, as_json)
 
 
 @cli.command()
 @data_argument
-@click.option(
-    "--model", "model_dir", required=True, type=click.Path(), help="Directory for the chosen model."
-)
+@click.option("--model", "model_dir", required=True, help="Model directory for the chosen model.")
 @click.option(
     "--n-components",
     "ks",
@@ -208,6 +225,8 @@ def kde(
 def select(
     data: str,
     array: str,
+    columns: tuple[str, ...] | None,
+    storage_options: dict[str, Any] | None,
     model_dir: str,
     ks: str,
     covariance_types: str,
@@ -235,8 +254,10 @@ def select(
             criterion=criterion,
             seed=seed,
             array=array,
+            columns=columns,
             tol=tol,
             max_iter=max_iter,
+            storage_options=storage_options,
         )
     if not as_json:
         for row in summary["candidates"]:

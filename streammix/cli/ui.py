@@ -14,6 +14,8 @@ from typing import Any, TextIO
 
 import click
 
+from ..io.location import redact
+
 logger = logging.getLogger("streammix")
 
 
@@ -23,7 +25,7 @@ def _one_line(record: logging.LogRecord) -> str:
         # "file:line: Category: text\n  source line" -> "Category: text"
         first = message.strip().splitlines()[0]
         message = first.split(": ", 1)[1] if ": " in first else first
-    return " ".join(line.strip() for line in message.splitlines())
+    return redact(" ".join(line.strip() for line in message.splitlines()))
 
 
 class TextFormatter(logging.Formatter):

@@ -95,11 +95,15 @@ class ChunkedData:
         Rows per chunk (dask's chunks, or the split used for numpy input).
     source : str
         A short description for messages ("numpy array", "Zarr array at ...").
+    parts : tuple of (str, int)
+        For input made of files (a Parquet dataset): each file's name and rows,
+        in row order.
     """
 
     array: Any
     row_chunks: tuple[int, ...]
     source: str = "array"
+    parts: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_numpy(cls, X: np.ndarray, chunk_rows: int = NUMPY_CHUNK_ROWS) -> ChunkedData:
@@ -225,4 +229,4 @@ class ChunkedData:
         """The same data held in (cluster) memory, for data that fit there."""
         if not self.is_lazy:
             return self
-        return ChunkedData(self.array.persist(), self.row_chunks, self.source)
+        return ChunkedData(self.array.persist(), self.row_chunks, self.source, self.parts)

@@ -1,11 +1,12 @@
 """Turning what users pass as data into validated, row-chunked arrays.
 
-Layer: edges (Zarr, dask, numpy). Everything a user can pass as ``X`` comes
-through :func:`as_chunked`: a numpy array or nested list, a dask array, a
-``zarr.Array``, or a path to a Zarr array or group. Zarr inputs are opened
-read-only, and their metadata are checked before any chunk is decoded: numeric
-dtypes only, codecs from an allow-list only (a pickle or object codec could
-run code while decoding).
+Layer: edges (Zarr, Parquet, dask, numpy). Everything a user can pass as ``X``
+comes through :func:`as_chunked`: a numpy array or nested list, a dask array,
+a ``zarr.Array``, or a location (a path or URL, see
+:mod:`streammix.io.location`) of a Zarr array or group or of a Parquet file or
+dataset. Zarr inputs are opened read-only, and their metadata are checked
+before any chunk is decoded: numeric dtypes only, codecs from an allow-list
+only (a pickle or object codec could run code while decoding).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import dask.array as da
@@ -22,7 +22,8 @@ import numpy as np
 import zarr
 
 from ..engine.data import ChunkedData, NonFiniteInput
-from ..errors import InvalidInputError, InvalidInputTypeError
+from ..errors import InvalidInputError, InvalidInputTypeError, StreammixError
+from .location import Location, StorageError, StorageOptions, as_location, is_location, redact
 
 DEFAULT_ARRAY = "X"
 
@@ -113,26 +114,34 @@ def check_zarr_metadata(meta: dict[str, Any], where: str) -> None:
         )
 
 
-def _local_metadata(path: Path) -> dict[str, Any] | None:
-    """The raw metadata document of a local Zarr node, without decoding anything."""
+def zarr_metadata(loc: Location) -> dict[str, Any] | None:
+    """The raw metadata document of a Zarr node, without decoding anything."""
     for name in ("zarr.json", ".zarray", ".zgroup"):
-        f = path / name
-        if f.is_file():
-            try:
-                meta = json.loads(f.read_text())
-            except (OSError, ValueError) as err:
-                raise InvalidInputError(f"{path}: unreadable Zarr metadata ({err}).") from None
-            if name == ".zarray":
-                meta.setdefault("zarr_format", 2)
-                meta["node_type"] = "array"
-            elif name == ".zgroup":
-                meta.setdefault("zarr_format", 2)
-                meta["node_type"] = "group"
-            return dict(meta)
+        try:
+            raw = loc.child(name).read_bytes()
+        except InvalidInputError:
+            continue
+        try:
+            meta = json.loads(raw)
+        except ValueError as err:
+            raise InvalidInputError(f"'{loc}': unreadable Zarr metadata ({err}).") from None
+        if not isinstance(meta, dict):
+            raise InvalidInputError(f"'{loc}': unreadable Zarr metadata (not an object).")
+        if name == ".zarray":
+            meta.setdefault("zarr_format", 2)
+            meta["node_type"] = "array"
+        elif name == ".zgroup":
+            meta.setdefault("zarr_format", 2)
+            meta["node_type"] = "group"
+        return dict(meta)
     return None
 
 
-def open_zarr_array(path: str | os.PathLike[str], array: str = DEFAULT_ARRAY) -> zarr.Array:
+def open_zarr_array(
+    path: str | os.PathLike[str] | Location,
+    array: str = DEFAULT_ARRAY,
+    meta: dict[str, Any] | None = None,
+) -> zarr.Array:
     """Open a Zarr array read-only: the array at ``path``, or the group's member ``array``.
 
     Raises
@@ -141,19 +150,20 @@ def open_zarr_array(path: str | os.PathLike[str], array: str = DEFAULT_ARRAY) ->
         When nothing is at ``path``, the group has no such array, or the metadata
         declare a non-numeric dtype or an unsafe codec.
     """
-    p = Path(path)
-    meta = _local_metadata(p)
+    p = as_location(path)
+    if meta is None:
+        meta = zarr_metadata(p)
     if meta is None:
         if not p.exists():
             raise InvalidInputError(f"No Zarr array or group at '{p}': the path does not exist.")
         raise InvalidInputError(f"No Zarr array or group at '{p}' (no Zarr metadata found).")
     where = f"The Zarr array at '{p}'"
     if meta.get("node_type") == "group":
-        member = p / array
-        member_meta = _local_metadata(member)
+        member = p.child(array)
+        member_meta = zarr_metadata(member)
         if member_meta is None or member_meta.get("node_type") != "array":
             try:
-                names = sorted(zarr.open_group(str(p), mode="r").array_keys())
+                names = sorted(zarr.open_group(store=p.zarr_store(), mode="r").array_keys())
             except Exception:
                 names = []
             held = f" (it holds: {', '.join(names)})" if names else " (it holds no arrays)"
@@ -161,10 +171,13 @@ def open_zarr_array(path: str | os.PathLike[str], array: str = DEFAULT_ARRAY) ->
                 f"The Zarr group at '{p}' has no array {array!r}{held}; "
                 "name the array to use (--array NAME, or array=...)."
             )
-        meta, where, p = member_meta, f"The Zarr array '{array}' in '{path}'", member
+        meta, where, p = member_meta, f"The Zarr array '{array}' in '{p}'", member
     check_zarr_metadata(meta, where)
     try:
-        arr = zarr.open_array(str(p), mode="r")
+        with p.errors("open"):
+            arr = zarr.open_array(store=p.zarr_store(), mode="r")
+    except InvalidInputError:
+        raise
     except Exception as err:
         raise InvalidInputError(f"{where} cannot be opened: {err}") from None
     return arr
@@ -224,6 +237,16 @@ class ZarrRows:
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
             return np.asarray(self.array[key])
+        except StreammixError:
+            raise
+        except PermissionError as err:
+            raise StorageError(
+                redact(f"{self.where}: access denied while reading ({err}).")
+            ) from None
+        except (ConnectionError, TimeoutError) as err:
+            raise StorageError(
+                redact(f"{self.where}: the store could not be reached ({err}).")
+            ) from None
         except Exception as err:
             rows = key[0] if isinstance(key, tuple) else key
             span = f"rows {rows.start}-{rows.stop}" if isinstance(rows, slice) else "rows"
@@ -299,23 +322,64 @@ def as_numpy(X: Any, allow_nan: bool = False) -> np.ndarray:
     return arr
 
 
-def as_chunked(X: Any, array: str = DEFAULT_ARRAY, allow_nan: bool = False) -> ChunkedData:
+def input_id(X: Any, array: str = DEFAULT_ARRAY, columns: Sequence[str] | None = None) -> str:
+    """What identifies an input in job records: its location (never its storage
+    options) with the array or columns used; the type of in-memory input."""
+    if is_location(X):
+        what = ",".join(columns) if columns else array
+        return f"{as_location(X)}::{what}"
+    return repr(type(X))
+
+
+def open_location(
+    where: str | os.PathLike[str] | Location,
+    array: str = DEFAULT_ARRAY,
+    columns: Sequence[str] | None = None,
+) -> ChunkedData:
+    """The data at a location: a Zarr array or group (member ``array``), or a Parquet
+    file or dataset (``columns``, default all numeric ones)."""
+    from . import parquet
+
+    loc = as_location(where)
+    meta = zarr_metadata(loc)
+    if meta is None and parquet.is_parquet(loc):
+        source = parquet.ParquetSource.open(loc, columns)
+        return source.chunked()
+    if columns:
+        raise InvalidInputError(
+            f"'{loc}' is not a Parquet file or dataset; --columns applies to Parquet input "
+            "(for a Zarr group, name the array with --array)."
+        )
+    arr = open_zarr_array(loc, array, meta)
+    return _from_zarr(arr, f"The Zarr array at '{loc}'")
+
+
+def as_chunked(
+    X: Any,
+    array: str = DEFAULT_ARRAY,
+    allow_nan: bool = False,
+    columns: Sequence[str] | None = None,
+    storage_options: StorageOptions | None = None,
+) -> ChunkedData:
     """Any accepted input as :class:`ChunkedData` (numpy input checked for NaN/inf now,
     lazy input while it is read).
 
     Parameters
     ----------
-    X : array-like, dask array, zarr.Array, str or os.PathLike
+    X : array-like, dask array, zarr.Array, or a location (path, URL or Location)
     array : str
-        The member to use when ``X`` is a Zarr group path.
+        The member to use when ``X`` is a Zarr group.
     allow_nan : bool
         Let NaN through (missing values) in numpy input.
+    columns : sequence of str, optional
+        The columns of a Parquet input (default: every numeric column).
+    storage_options : mapping, optional
+        fsspec options for a URL given as a string.
     """
     if isinstance(X, ChunkedData):
         return X
-    if isinstance(X, str | os.PathLike):
-        arr = open_zarr_array(X, array)
-        return _from_zarr(arr, f"The Zarr array at '{X}'")
+    if is_location(X):
+        return open_location(as_location(X, storage_options), array, columns)
     if isinstance(X, zarr.Array):
         return _from_zarr(X, f"The Zarr array {X.path or X.store}")
     if isinstance(X, zarr.Group):

@@ -1,42 +1,57 @@
-"""Model directories: JSON metadata plus ``.npy`` arrays, never pickle.
+"""Model directories and published versions: JSON metadata plus ``.npy`` arrays, never pickle.
 
-Layer: edges (files).
+Layer: edges (files and object stores, through :mod:`streammix.io.location`).
 
-Layout of a model directory::
+Layout of a model directory (a local directory or a prefix of an object store)::
 
-    model.json            {"schema_version": 1, "kind": "GaussianMixture", ...,
-                           "arrays": {"means": {"file": "means.npy", "shape": [...],
-                                                "dtype": "float64", "sha256": "..."}}}
-    means.npy, weights.npy, ...
+    model.json                 {"schema_version": 1, "kind": "GaussianMixture", ...,
+                                "arrays": {"means": {"file": "means.1f0c...npy",
+                                           "shape": [...], "dtype": "<f8",
+                                           "sha256": "..."}}}
+    means.1f0c...npy, weights.9a4e...npy, ...
 
 Arrays are written and read with ``allow_pickle=False``; every file's SHA-256
-is recorded, so truncation or corruption is refused on load rather than
-producing a wrong model. A directory is written beside its destination and
-renamed into place, so readers see the old model or the new one, never half
-of one.
+is recorded, and files are named after their checksum. A model is written
+file by file and its manifest, ``model.json``, last, in one write: a model is
+loadable only once its manifest exists, and rewriting a model in place (a
+checkpoint after every iteration) never touches the files the previous
+manifest names until the new manifest has replaced it. A reader that finds a
+file missing or altered reads the manifest again once, so it sees the old
+model or the new one, never half of one. Neither renames nor symbolic links
+are needed, so the same code serves local disks and object stores.
+
+Publishing (:func:`publish`) copies a model into a versions directory and
+switches a small *pointer* object (``{"streammix_pointer": 1, "version": ...}``)
+with one write; :func:`read_model_dir` follows a pointer once. A symbolic link
+made by an older streammix's ``publish`` is still followed.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import io
 import json
 import math
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ModelFileError
+from ..errors import InvalidInputError, ModelFileError, StreammixError
+from .location import Location, as_location
 
 SCHEMA_VERSION = 1
 META_FILE = "model.json"
+POINTER_KEY = "streammix_pointer"
+POINTER_VERSION = 1
+_READ_ATTEMPTS = 3
 
 # kind -> function(meta, arrays) -> estimator; filled by the estimator modules.
 _LOADERS: dict[str, Callable[[dict[str, Any], dict[str, np.ndarray]], Any]] = {}
+
+Where = str | os.PathLike[str] | Location
 
 
 def register_kind(
@@ -58,80 +73,139 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _npy_bytes(name: str, arr: np.ndarray) -> bytes:
+    a = np.ascontiguousarray(arr)
+    if a.dtype.kind not in "biuf":
+        raise ModelFileError(f"array {name!r} has non-numeric dtype {a.dtype}")
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
 
 
-def _fsync_dir(path: Path) -> None:
+def _manifest(loc: Location) -> dict[str, Any] | None:
+    """The parsed manifest of a model directory, or ``None`` when there is none."""
+    meta_loc = loc.child(META_FILE)
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
+        raw = meta_loc.read_bytes()
+    except InvalidInputError:
+        return None
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        meta = json.loads(raw)
+    except ValueError as err:
+        raise ModelFileError(
+            f"The model at '{loc}' is damaged: {META_FILE} is unreadable ({err})."
+        ) from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"The model at '{loc}' is damaged: {META_FILE} is not an object.")
+    return meta
 
 
-def write_model_dir(
-    path: str | os.PathLike[str], meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
-) -> Path:
-    """Write a model directory atomically (replacing an existing model directory)."""
-    dest = Path(path)
-    foreign = dest.exists() and not (dest / META_FILE).is_file()
-    if foreign and (not dest.is_dir() or any(dest.iterdir())):
+def _check_destination(dest: Location) -> dict[str, Any] | None:
+    """Refuse to write over anything that is not a streammix model; return the
+    manifest already there (if any)."""
+    dest.check_writable()
+    if dest.isfile():
+        raise ModelFileError(
+            f"'{dest}' is a file (a published pointer?) and not a model directory; refusing "
+            "to overwrite it. Save to another path, or publish to switch a pointer."
+        )
+    try:
+        old = _manifest(dest)
+    except ModelFileError:
+        old = {}
+    if old is None and dest.listdir():
         raise ModelFileError(
             f"'{dest}' exists and is not a streammix model directory; refusing to overwrite."
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
+    return old
+
+
+def write_model_dir(path: Where, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
+    """Write a model directory: array files first, the manifest last (replacing a model
+    already there without ever exposing half of it). Returns the location's text."""
+    dest = as_location(path)
+    old = _check_destination(dest)
+    dest.makedirs()
+    table = {}
+    for name, arr in arrays.items():
+        data = _npy_bytes(name, arr)
+        digest = hashlib.sha256(data).hexdigest()
+        fname = f"{name}.{digest[:16]}.npy"
+        f = dest.child(fname)
+        if not (old and _names_file(old, fname, digest)):
+            f.write_bytes(data)
+        table[name] = {
+            "file": fname,
+            "shape": list(np.shape(arr)),
+            "dtype": np.asarray(arr).dtype.str,
+            "sha256": digest,
+        }
+    doc = dict(_jsonable(dict(meta)))
+    doc["schema_version"] = SCHEMA_VERSION
+    doc["arrays"] = table
+    text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    dest.child(META_FILE).write_bytes(text.encode())
+    keep = {META_FILE} | {e["file"] for e in table.values()}
+    for name in dest.listdir():
+        if name not in keep and (name.endswith(".npy") or name.startswith(".")):
+            dest.child(name).remove()
+    return str(dest)
+
+
+def _names_file(meta: Mapping[str, Any], fname: str, digest: str) -> bool:
+    table = meta.get("arrays")
+    if not isinstance(table, dict):
+        return False
+    return any(
+        isinstance(e, dict) and e.get("file") == fname and e.get("sha256") == digest
+        for e in table.values()
+    )
+
+
+def copy_model_dir(src: Where, dest: Where) -> Location:
+    """Copy a model directory file by file, the manifest last; returns the copy."""
+    source, target = as_location(src), as_location(dest)
+    meta, arrays = read_model_dir(source)
+    meta = {k: v for k, v in meta.items() if k not in ("arrays", "schema_version")}
+    write_model_dir(target, meta, arrays)
+    return target
+
+
+def remove_model_dir(path: Where) -> None:
+    """Remove a model: its manifest first (it stops being loadable), then its files."""
+    loc = as_location(path)
+    loc.child(META_FILE).remove()
+    loc.remove()
+
+
+# ------------------------------------------------------------------ reading
+def resolve_model(path: Where) -> Location:
+    """The model directory ``path`` names: itself, or the version a published
+    pointer (or an older streammix's symbolic link) designates, resolved once."""
+    loc = as_location(path)
+    if loc.is_symlink():
+        return loc.realpath()
+    if not loc.exists():
+        raise ModelFileError(f"No model at '{loc}': the path does not exist.")
+    if not loc.isfile():
+        return loc
     try:
-        table = {}
-        for name, arr in arrays.items():
-            a = np.ascontiguousarray(arr)
-            if a.dtype.kind not in "biuf":
-                raise ModelFileError(f"array {name!r} has non-numeric dtype {a.dtype}")
-            f = tmp / f"{name}.npy"
-            with f.open("wb") as fh:
-                np.save(fh, a, allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            table[name] = {
-                "file": f.name,
-                "shape": list(a.shape),
-                "dtype": a.dtype.str,
-                "sha256": _sha256(f),
-            }
-        doc = dict(_jsonable(dict(meta)))
-        doc["schema_version"] = SCHEMA_VERSION
-        doc["arrays"] = table
-        with (tmp / META_FILE).open("w") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=True, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-        old = None
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex}"
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
+        doc = json.loads(loc.read_bytes())
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get(POINTER_KEY) != POINTER_VERSION:
+        raise ModelFileError(
+            f"'{loc}' is a file but not a streammix pointer; a model is a directory."
+        )
+    version = doc.get("version")
+    if not isinstance(version, str) or not version:
+        raise ModelFileError(f"The pointer at '{loc}' is damaged: it names no version.")
+    return loc.parent.resolve(version)
 
 
-def read_model_dir(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Metadata and arrays of a model directory, with integrity checks.
+def read_model_dir(path: Where) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metadata and arrays of a model directory (or of the version a pointer names),
+    with integrity checks.
 
     Raises
     ------
@@ -139,23 +213,24 @@ def read_model_dir(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[s
         Missing directory or metadata, invalid JSON, unknown schema version,
         missing, truncated or altered array files, pickled arrays.
     """
-    given = Path(path)
-    if not given.exists():
-        raise ModelFileError(f"No model at '{given}': the path does not exist.")
-    # Resolve a published link (models/current -> versions/v...) once, so every file
-    # comes from the same version even if the link is switched meanwhile.
-    src = given.resolve()
-    meta_path = src / META_FILE
-    if not meta_path.is_file():
-        raise ModelFileError(f"'{src}' is not a streammix model directory (no {META_FILE}).")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as err:
-        raise ModelFileError(
-            f"The model at '{src}' is damaged: {META_FILE} is unreadable ({err})."
-        ) from None
-    if not isinstance(meta, dict):
-        raise ModelFileError(f"The model at '{src}' is damaged: {META_FILE} is not an object.")
+    src = resolve_model(path)
+    for attempt in range(_READ_ATTEMPTS):
+        meta = _manifest(src)
+        if meta is None:
+            raise ModelFileError(f"'{src}' is not a streammix model directory (no {META_FILE}).")
+        try:
+            return meta, _read_arrays(src, meta)
+        except _ChangedUnderfoot:
+            if attempt == _READ_ATTEMPTS - 1 or _manifest(src) == meta:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _ChangedUnderfoot(ModelFileError):
+    """An array file is missing or does not match the manifest."""
+
+
+def _read_arrays(src: Location, meta: dict[str, Any]) -> dict[str, np.ndarray]:
     version = meta.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ModelFileError(
@@ -168,34 +243,59 @@ def read_model_dir(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[s
     arrays = {}
     for name, entry in table.items():
         try:
-            f = src / str(entry["file"])
+            fname = str(entry["file"])
             shape, dtype, digest = tuple(entry["shape"]), np.dtype(entry["dtype"]), entry["sha256"]
         except (KeyError, TypeError) as err:
             raise ModelFileError(
                 f"The model at '{src}' is damaged: bad entry for {name!r}."
             ) from err
-        if f.parent != src or not f.is_file():
-            raise ModelFileError(f"The model at '{src}' is damaged: {f.name} is missing.")
-        if _sha256(f) != digest:
-            raise ModelFileError(
-                f"The model at '{src}' is damaged: {f.name} does not match its checksum "
+        if "/" in fname or "\\" in fname or fname in ("", ".", ".."):
+            raise ModelFileError(f"The model at '{src}' is damaged: bad file name {fname!r}.")
+        try:
+            raw = src.child(fname).read_bytes()
+        except (InvalidInputError, IsADirectoryError):
+            raise _ChangedUnderfoot(
+                f"The model at '{src}' is damaged: {fname} is missing."
+            ) from None
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise _ChangedUnderfoot(
+                f"The model at '{src}' is damaged: {fname} does not match its checksum "
                 "(truncated or modified)."
             )
         try:
-            arr = np.load(f, allow_pickle=False)
+            arr = np.load(io.BytesIO(raw), allow_pickle=False)
         except ValueError as err:
-            raise ModelFileError(f"The model at '{src}' is damaged: {f.name}: {err}") from None
+            raise ModelFileError(f"The model at '{src}' is damaged: {fname}: {err}") from None
         if arr.shape != shape or arr.dtype != dtype:
             raise ModelFileError(
-                f"The model at '{src}' is damaged: {f.name} has shape {arr.shape} and dtype "
+                f"The model at '{src}' is damaged: {fname} has shape {arr.shape} and dtype "
                 f"{arr.dtype}, the metadata say {shape} and {dtype}."
             )
         arrays[name] = arr
-    return meta, arrays
+    return arrays
 
 
-def load(path: str | os.PathLike[str]) -> Any:
-    """Load any streammix model saved with ``save``.
+def model_checksum(path: Where) -> str:
+    """SHA-256 of a model's manifest (which holds its arrays' checksums)."""
+    src = resolve_model(path)
+    try:
+        return hashlib.sha256(src.child(META_FILE).read_bytes()).hexdigest()
+    except InvalidInputError:
+        raise ModelFileError(
+            f"'{src}' is not a streammix model directory (no {META_FILE})."
+        ) from None
+
+
+def model_bytes(path: Where) -> int:
+    """Bytes a model's files take (its manifest and the arrays it names)."""
+    src = resolve_model(path)
+    meta = _manifest(src) or {}
+    names = [META_FILE] + [str(e["file"]) for e in (meta.get("arrays") or {}).values()]
+    return sum(src.child(n).size() for n in names)
+
+
+def load(path: Where) -> Any:
+    """Load any streammix model saved with ``save`` (or the version a pointer names).
 
     Examples
     --------
@@ -212,10 +312,73 @@ def load(path: str | os.PathLike[str]) -> Any:
     kind = meta.get("kind")
     loader = _LOADERS.get(str(kind))
     if loader is None:
-        raise ModelFileError(f"The model at '{path}' is of unknown kind {kind!r}.")
+        raise ModelFileError(f"The model at '{as_location(path)}' is of unknown kind {kind!r}.")
     try:
         return loader(meta, arrays)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"The model at '{path}' is invalid: {err}") from None
+        raise ModelFileError(f"The model at '{as_location(path)}' is invalid: {err}") from None
+
+
+# --------------------------------------------------------------- publishing
+def list_versions(versions: Where) -> list[str]:
+    """Names of the model versions in a versions directory, oldest first (by name)."""
+    store = as_location(versions)
+    return [n for n in store.listdir() if not n.startswith(".")]
+
+
+def write_pointer(target: Where, version: Where) -> None:
+    """Point ``target`` at the model directory ``version`` with one write."""
+    tgt, ver = as_location(target), as_location(version)
+    doc = {POINTER_KEY: POINTER_VERSION, "version": tgt.parent.relative(ver)}
+    if tgt.is_symlink():
+        os.unlink(tgt.url)  # an older streammix's link becomes a pointer
+    tgt.write_bytes((json.dumps(doc, sort_keys=True) + "\n").encode())
+
+
+def publish(
+    model: Where,
+    target: Where,
+    versions: Where | None = None,
+    version: str | None = None,
+    keep: int = 5,
+) -> dict[str, Any]:
+    """Make ``model`` the model at ``target`` with one write of a pointer.
+
+    ``model`` (a model directory) is copied into ``versions`` (default: a
+    ``versions`` directory beside ``target``) as ``version`` (default: a UTC
+    time stamp), manifest last, and removed; ``target`` becomes a pointer to
+    the copy; all but the ``keep`` newest versions are removed (never the
+    current one). Readers of ``target`` resolve the pointer once and see the
+    old model or the new one.
+    """
+    src, tgt = as_location(model), as_location(target)
+    read_model_dir(src)  # refuse to publish a missing or damaged model
+    store = as_location(versions, tgt.storage_options) if versions else tgt.sibling("versions")
+    name = version or dt.datetime.now(dt.timezone.utc).strftime("v%Y%m%dT%H%M%S%fZ")
+    dest = store.child(name)
+    if dest.exists():
+        raise StreammixError(f"Model version '{dest}' already exists.")
+    if tgt.exists() and not tgt.is_symlink() and not tgt.isfile():
+        raise StreammixError(
+            f"'{tgt}' is a directory; publishing writes a small pointer there. Move it away first."
+        )
+    copy_model_dir(src, dest)
+    write_pointer(tgt, dest)
+    remove_model_dir(src)
+    current = resolve_model(tgt)
+    olds = list_versions(store)
+    removed = []
+    for old in olds[:-keep] if len(olds) > keep else []:
+        loc = store.child(old)
+        if loc != current:
+            remove_model_dir(loc)
+            removed.append(old)
+    return {
+        "job": "publish",
+        "target": str(tgt),
+        "version": name,
+        "path": str(dest),
+        "removed_versions": removed,
+    }

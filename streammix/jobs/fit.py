@@ -14,10 +14,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +27,7 @@ from ..core.params import MixtureParams
 from ..engine.batch import IterationReport, RunState
 from ..errors import InvalidInputError, InvalidParameterError, ModelFileError
 from ..io.inputs import as_chunked
+from ..io.location import Location, StorageOptions, as_location, is_location
 from ..io.modelfile import read_model_dir, write_model_dir
 from ..mixture import GaussianMixture
 from ..online import OnlineGaussianMixture
@@ -40,27 +39,23 @@ EM_CHECKPOINT = "EMCheckpoint"
 ONLINE_CHECKPOINT = "OnlineCheckpoint"
 
 
-def _fingerprint(estimator: BaseMixture, data: Any, array: str) -> str:
+def _fingerprint(
+    estimator: BaseMixture, data: Any, array: str, columns: Sequence[str] | None = None
+) -> str:
     """What a checkpoint must match to be resumed: estimator settings and input."""
     params = {
         k: v
         for k, v in estimator.get_params().items()
         if not k.endswith("_init") and k not in ("verbose", "verbose_interval")
     }
-    source = (
-        os.path.abspath(os.fspath(data))
-        if isinstance(data, str | os.PathLike)
-        else repr(type(data))
-    )
-    doc = json.dumps(
-        {"estimator": type(estimator).__name__, "params": params, "input": source, "array": array},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(doc.encode()).hexdigest()
+    source = str(as_location(data)) if is_location(data) else repr(type(data))
+    doc = {"estimator": type(estimator).__name__, "params": params, "input": source}
+    doc["array"] = ",".join(columns) if columns else array
+    text = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _save_em_checkpoint(path: Path, report: IterationReport, fingerprint: str) -> None:
+def _save_em_checkpoint(path: Location, report: IterationReport, fingerprint: str) -> None:
     arrays = {"frame_shift": report.frame.shift}
     runs = []
     for i, s in enumerate(report.states):
@@ -85,7 +80,7 @@ def _save_em_checkpoint(path: Path, report: IterationReport, fingerprint: str) -
     write_model_dir(path, meta, arrays)
 
 
-def _load_em_checkpoint(path: Path, fingerprint: str) -> tuple[Frame, list[RunState], int]:
+def _load_em_checkpoint(path: Location, fingerprint: str) -> tuple[Frame, list[RunState], int]:
     meta, arrays = read_model_dir(path)
     _check_checkpoint(meta, EM_CHECKPOINT, fingerprint, path)
     family = get_family(str(meta["covariance_type"]))
@@ -105,7 +100,7 @@ def _load_em_checkpoint(path: Path, fingerprint: str) -> tuple[Frame, list[RunSt
     return frame, states, int(meta["iteration"])
 
 
-def _check_checkpoint(meta: dict[str, Any], kind: str, fingerprint: str, path: Path) -> None:
+def _check_checkpoint(meta: dict[str, Any], kind: str, fingerprint: str, path: Location) -> None:
     if meta.get("kind") != kind:
         raise ModelFileError(f"'{path}' is not a checkpoint of this kind of fit.")
     if meta.get("fingerprint") != fingerprint:
@@ -115,10 +110,24 @@ def _check_checkpoint(meta: dict[str, Any], kind: str, fingerprint: str, path: P
         )
 
 
-def preflight(data: Any, array: str, n_components: int) -> None:
-    """Refuse, before any cluster starts, input a fit cannot use (shape, dtype,
-    chunking, fewer rows than components)."""
-    ds = as_chunked(data, array=array)
+def preflight(
+    data: Any,
+    array: str,
+    n_components: int,
+    *,
+    columns: Sequence[str] | None = None,
+    destinations: Sequence[Any] = (),
+    storage_options: StorageOptions | None = None,
+) -> None:
+    """Refuse, before any cluster starts, a fit that cannot run: destinations
+    (model, checkpoint) that cannot be written, input a fit cannot use (shape,
+    dtype, chunking, fewer rows than components)."""
+    for where in destinations:
+        if where is not None:
+            as_location(where, storage_options).check_writable()
+    if is_location(data):
+        data = as_location(data, storage_options)
+    ds = as_chunked(data, array=array, columns=columns)
     if ds.n_rows < n_components:
         raise InvalidInputError(
             f"Expected n_samples >= n_components but got n_components = {n_components}, "
@@ -176,24 +185,30 @@ def make_estimator(
 
 def fit(
     data: Any,
-    model_dir: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str] | Location,
     estimator: BaseMixture,
     *,
     array: str = "X",
-    checkpoint: str | os.PathLike[str] | None = None,
+    columns: Sequence[str] | None = None,
+    checkpoint: str | os.PathLike[str] | Location | None = None,
     resume: bool = False,
     contamination: float | None = None,
+    storage_options: StorageOptions | None = None,
     on_iteration: Callable[[int, float, float, float], None] | None = None,
 ) -> dict[str, Any]:
     """Fit ``estimator`` on ``data`` and save it to ``model_dir``.
 
     Parameters
     ----------
+    data : a location (Zarr or Parquet) or any streammix input
+    model_dir : location of the model directory to write
     estimator : GaussianMixture or OnlineGaussianMixture (unfitted settings)
-    checkpoint : directory for the fit's state after every iteration (epoch)
+    columns : the columns of a Parquet input (default: every numeric column)
+    checkpoint : location for the fit's state after every iteration (epoch)
     resume : continue from ``checkpoint`` when it holds a state of this fit
     contamination : also calibrate ``threshold_`` at this quantile of the
         training rows' log-likelihoods
+    storage_options : fsspec options for locations given as text
     on_iteration : called with ``(iteration, mean log-likelihood, change, seconds)``
 
     Returns
@@ -201,9 +216,15 @@ def fit(
     dict
         A summary of the fit.
     """
-    ds = as_chunked(data, array=array)
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    fingerprint = _fingerprint(estimator, data, array)
+    if is_location(data):
+        data = as_location(data, storage_options)
+    model_loc = as_location(model_dir, storage_options)
+    ckpt = as_location(checkpoint, storage_options) if checkpoint is not None else None
+    for dest in (model_loc, ckpt):
+        if dest is not None:
+            dest.check_writable()
+    ds = as_chunked(data, array=array, columns=columns)
+    fingerprint = _fingerprint(estimator, data, array, columns)
     if isinstance(estimator, OutlierDetector):
         estimator.fit(ds)
         contamination = None  # the detector calibrated itself at its contamination
@@ -215,12 +236,12 @@ def fit(
         raise TypeError(f"cannot fit {type(estimator).__name__} as a job")
     if contamination is not None:
         estimator.calibrate(ds, contamination)
-    estimator.save(model_dir)
+    estimator.save(model_loc)
     if ckpt is not None and ckpt.exists():
-        shutil.rmtree(ckpt)
+        ckpt.remove()
     summary = {
         "job": "fit",
-        "model": str(model_dir),
+        "model": str(model_loc),
         "kind": type(estimator).__name__,
         "rows": ds.n_rows,
         "n_features": ds.n_features,
@@ -238,7 +259,7 @@ def fit(
 def _fit_batch(
     est: GaussianMixture,
     ds: Any,
-    ckpt: Path | None,
+    ckpt: Location | None,
     resume: bool,
     fingerprint: str,
     on_iteration: Callable[[int, float, float, float], None] | None,
@@ -263,7 +284,7 @@ def _fit_batch(
 def _fit_online(
     est: OnlineGaussianMixture,
     ds: Any,
-    ckpt: Path | None,
+    ckpt: Location | None,
     resume: bool,
     fingerprint: str,
     on_iteration: Callable[[int, float, float, float], None] | None,

@@ -5,22 +5,26 @@ Layer: edges.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 import numpy as np
 
-from ..io.modelfile import load, read_model_dir
+from ..io.location import Location, StorageOptions, as_location
+from ..io.modelfile import load, model_bytes, read_model_dir, resolve_model
 
 
-def model_summary(path: str) -> dict[str, Any]:
-    """What ``info`` shows about a model directory."""
-    meta, _ = read_model_dir(path)
-    model = load(path)
+def model_summary(
+    path: str | os.PathLike[str] | Location, storage_options: StorageOptions | None = None
+) -> dict[str, Any]:
+    """What ``info`` shows about a model directory (or the version a pointer names)."""
+    loc = as_location(path, storage_options)
+    src = resolve_model(loc)
+    meta, _ = read_model_dir(src)
+    model = load(src)
     fit = meta.get("fit") or {}
-    size = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
     summary: dict[str, Any] = {
-        "model": str(path),
+        "model": str(loc),
         "kind": meta.get("kind"),
         "schema_version": meta.get("schema_version"),
         "covariance_type": meta.get("covariance_type"),
@@ -31,8 +35,10 @@ def model_summary(path: str) -> dict[str, Any]:
         "converged": fit.get("converged"),
         "lower_bound": fit.get("lower_bound"),
         "n_parameters": model._params().n_parameters(),
-        "bytes": size,
+        "bytes": model_bytes(src),
     }
+    if src != loc:
+        summary["version"] = str(src)
     if getattr(model, "threshold_", None) is not None:
         summary["threshold"] = model.threshold_
         summary["threshold_info"] = getattr(model, "threshold_info_", {})

@@ -11,7 +11,9 @@ The contract:
   integer arrays (``-1`` means "could not be scored").
 * Each array has a progress array ``_done/<name>`` holding, per chunk, the rows
   written; a task writes it after the chunk's data. Zarr writes every chunk
-  file atomically, so a killed job leaves whole chunks or none.
+  file atomically, so a killed job leaves whole chunks or none. A chunk is done
+  when its mark exists (unwritten marks are not stored), so the driver learns
+  the progress by listing the marks, not by reading one object per chunk.
 * The group records the job that owns it (``job`` attribute: the kind of job,
   the model's checksum, the input and the options). A run of the same job
   writes only the chunks still missing, so a killed job started again ends
@@ -28,16 +30,15 @@ The contract:
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
 from ..errors import InvalidInputError, StreammixError
+from ..io.location import Location, as_location
 
 NOT_WRITTEN = -2
 UNSCORABLE = -1
@@ -81,8 +82,10 @@ def _rows_in_chunks(n_rows: int, chunk_rows: int) -> np.ndarray:
 class RowOutput:
     """An output group row-aligned with an input of ``n_rows`` rows in chunks of ``chunk_rows``."""
 
-    def __init__(self, path: Path, specs: Sequence[ArraySpec], n_rows: int, chunk_rows: int):
-        self.path = path
+    def __init__(
+        self, location: Location, specs: Sequence[ArraySpec], n_rows: int, chunk_rows: int
+    ):
+        self.path = location
         self.specs = {s.name: s for s in specs}
         self.n_rows = n_rows
         self.chunk_rows = chunk_rows
@@ -91,7 +94,7 @@ class RowOutput:
     @classmethod
     def prepare(
         cls,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | Location,
         specs: Sequence[ArraySpec],
         job: Mapping[str, Any],
         n_rows: int,
@@ -99,12 +102,19 @@ class RowOutput:
         *,
         incremental: bool = False,
         overwrite: bool = False,
+        parts: Sequence[tuple[str, int]] = (),
     ) -> tuple[RowOutput, bool]:
         """Create the output, or open it for another run of the same job.
 
+        ``parts`` (the files of an input made of files, with their rows) are
+        recorded; an incremental run checks that the files it saw before are
+        still there, unchanged, in the same order (new files only appended).
+
         Returns the output and whether this call created it.
         """
-        out = cls(Path(path), specs, n_rows, chunk_rows)
+        location = as_location(path)
+        location.check_writable()
+        out = cls(location, specs, n_rows, chunk_rows)
         group = out._open_existing()
         job = dict(job)
         if group is not None:
@@ -132,9 +142,14 @@ class RowOutput:
                         "--overwrite to start again."
                     )
                 elif old_rows < n_rows:
+                    out._check_appended(group, parts)
                     out._grow(group, old_rows)
+                    if parts:
+                        group.attrs["input_parts"] = [list(p) for p in parts]
         if group is None:
             out._create(job)
+            if parts:
+                out.set_attrs(input_parts=[list(p) for p in parts])
             return out, True
         for spec in specs:
             if spec.name not in group:
@@ -145,7 +160,7 @@ class RowOutput:
         if not self.path.exists():
             return None
         try:
-            group = zarr.open_group(str(self.path), mode="r+")
+            group = open_output(self.path, "r+")
         except Exception as err:
             raise OutputConflictError(
                 f"'{self.path}' exists and is not a streammix output ({err}); choose another "
@@ -159,8 +174,8 @@ class RowOutput:
 
     def _create(self, job: dict[str, Any]) -> None:
         if self.path.exists():
-            shutil.rmtree(self.path)
-        group = zarr.open_group(str(self.path), mode="w")
+            self.path.remove()
+        group = open_output(self.path, "w")
         for spec in self.specs.values():
             self._create_array(group, spec)
         group.attrs.update(
@@ -180,28 +195,45 @@ class RowOutput:
             f"_done/{spec.name}", shape=(n_chunks,), chunks=(1,), dtype="int64", fill_value=0
         )
 
+    def _check_appended(self, group: zarr.Group, parts: Sequence[tuple[str, int]]) -> None:
+        recorded: Any = group.attrs.get("input_parts") or []
+        old = [tuple(p) for p in recorded]
+        new = [tuple(p) for p in parts]
+        if old and new[: len(old)] != old:
+            changed = next((o for o, n in zip(old, new, strict=False) if o != n), old[-1])
+            raise OutputConflictError(
+                f"The input's files changed since '{self.path}' was written (first "
+                f"difference at {changed[0]!r}): only appended files can be scored "
+                "incrementally. Pass --overwrite to score it from scratch."
+            )
+
     def _grow(self, group: zarr.Group, old_rows: int) -> None:
         group.attrs["complete"] = False
         n_chunks = len(_rows_in_chunks(self.n_rows, self.chunk_rows))
+        old_chunks = _rows_in_chunks(old_rows, self.chunk_rows)
         for name in self.specs:
             if name not in group:
                 continue
             arr = member(group, name)
             arr.resize((self.n_rows, *arr.shape[1:]))
-            member(group, f"_done/{name}").resize((n_chunks,))
+            done = member(group, f"_done/{name}")
+            done.resize((n_chunks,))
+            if old_chunks[-1] < self.chunk_rows:
+                done[len(old_chunks) - 1] = 0  # the old last chunk was partial: redo it
         group.attrs["n_rows"] = self.n_rows
 
     # ------------------------------------------------------------- progress
     def group(self, mode: str = "r+") -> zarr.Group:
-        return zarr.open_group(str(self.path), mode=mode)  # type: ignore[arg-type]
+        return open_output(self.path, mode)
 
     def expected_rows(self) -> np.ndarray:
         return _rows_in_chunks(self.n_rows, self.chunk_rows)
 
     def todo(self, name: str) -> list[int]:
         """Chunks of array ``name`` not yet written for the current input size."""
-        done = np.asarray(member(self.group("r"), f"_done/{name}")[:])
-        return [int(i) for i in np.flatnonzero(done != self.expected_rows())]
+        marks = self.path.child("_done", name, "c").listdir()
+        done = {int(m) for m in marks if m.isdigit()}
+        return [i for i in range(len(self.expected_rows())) if i not in done]
 
     def reset(self, name: str) -> None:
         """Mark every chunk of ``name`` as not written (e.g. the threshold changed)."""
@@ -234,7 +266,36 @@ class RowOutput:
             group.attrs["complete"] = True
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.remove()
+
+    def arrays(self) -> OutputArrays:
+        """The output's arrays, opened once here, for the tasks that write them."""
+        group = self.group()
+        names = [n for n in self.specs if n in group]
+        opened = {n: member(group, n) for n in names}
+        opened.update({f"_done/{n}": member(group, f"_done/{n}") for n in names})
+        return OutputArrays(self.path, opened)
+
+
+@dataclass(frozen=True, eq=False)
+class OutputArrays:
+    """An output's arrays as tasks use them: opened once by the driver and shipped with
+    the tasks, so that writing a chunk costs one request for its rows and one for its
+    progress mark, and reading rows one request per chunk."""
+
+    location: Location
+    members: Mapping[str, zarr.Array]
+
+    def write(self, name: str, chunk: int, start: int, values: np.ndarray) -> None:
+        """Write one chunk's rows of array ``name``, then its progress mark."""
+        with self.location.errors("write"):
+            self.members[name][start : start + values.shape[0]] = values
+            self.members[f"_done/{name}"][chunk] = values.shape[0]
+
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of array ``name``."""
+        with self.location.errors():
+            return np.asarray(self.members[name][start:stop])
 
 
 def member(group: zarr.Group, name: str) -> zarr.Array:
@@ -245,16 +306,21 @@ def member(group: zarr.Group, name: str) -> zarr.Array:
     return arr
 
 
-def write_rows(path: str, name: str, chunk: int, start: int, values: np.ndarray) -> None:
+def open_output(location: Location, mode: str = "r") -> zarr.Group:
+    """The output group at ``location`` (``"w"`` creates it, replacing what is there)."""
+    with location.errors("open" if mode == "r" else "write"):
+        store = location.zarr_store(read_only=mode == "r")
+        return zarr.open_group(store=store, mode=mode)  # type: ignore[arg-type]
+
+
+def write_rows(arrays: OutputArrays, name: str, chunk: int, start: int, values: np.ndarray) -> None:
     """Write one chunk's rows of array ``name`` and then its progress mark (a task)."""
-    group = zarr.open_group(path, mode="r+")
-    member(group, name)[start : start + values.shape[0]] = values
-    member(group, f"_done/{name}")[chunk] = values.shape[0]
+    arrays.write(name, chunk, start, np.asarray(values))
 
 
-def is_complete(path: str | Path) -> bool:
+def is_complete(path: str | os.PathLike[str] | Location) -> bool:
     """Whether a job output exists and is marked complete."""
     try:
-        return bool(zarr.open_group(str(path), mode="r").attrs.get("complete") is True)
+        return bool(open_output(as_location(path), "r").attrs.get("complete") is True)
     except Exception:
         return False

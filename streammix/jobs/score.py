@@ -7,15 +7,12 @@ that makes the jobs safe to kill, re-run and extend).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import zarr
 from dask.delayed import delayed
 
 from ..core.families import Prepared
@@ -25,9 +22,17 @@ from ..engine.compute import run_tasks
 from ..engine.data import ChunkedData, NonFiniteInput, _on_chunk
 from ..engine.score import prepare_for
 from ..errors import InvalidInputError, InvalidParameterError
-from ..io.inputs import as_chunked, open_zarr_array
-from ..io.modelfile import META_FILE, load
-from .outputs import UNSCORABLE, ArraySpec, RowOutput, member, regular_chunk_rows, write_rows
+from ..io.inputs import as_chunked, input_id, open_zarr_array
+from ..io.location import Location, StorageOptions, as_location, is_location
+from ..io.modelfile import load, model_checksum
+from .outputs import (
+    UNSCORABLE,
+    ArraySpec,
+    OutputArrays,
+    RowOutput,
+    member,
+    regular_chunk_rows,
+)
 
 logger = logging.getLogger("streammix")
 
@@ -35,15 +40,12 @@ ON_INVALID = ("error", "skip", "flag")
 Progress = Callable[[int, int], None]
 
 
-def model_checksum(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a model's metadata (which holds its arrays' checksums)."""
-    return hashlib.sha256((Path(path) / META_FILE).read_bytes()).hexdigest()
+Where = str | os.PathLike[str] | Location
 
 
-def _input_id(data_path: Any, array: str) -> str:
-    if isinstance(data_path, str | os.PathLike):
-        return f"{os.path.abspath(os.fspath(data_path))}::{array}"
-    return repr(type(data_path))
+def locate(value: Any, storage_options: StorageOptions | None) -> Any:
+    """A location given as text becomes a :class:`Location`; data stay as they are."""
+    return as_location(value, storage_options) if is_location(value) else value
 
 
 def _check_on_invalid(on_invalid: str) -> None:
@@ -58,7 +60,7 @@ def _score_task(
     offset: int,
     chunk: int,
     prep: Prepared,
-    out: str,
+    out: OutputArrays,
     on_invalid: str,
     with_component: bool,
 ) -> tuple[int, int]:
@@ -68,43 +70,52 @@ def _score_task(
         from ..core.kernel import NonFiniteRow
 
         raise NonFiniteRow(int(np.flatnonzero(bad)[0]))
-    write_rows(out, "log_likelihood", chunk, offset, ll)
+    out.write("log_likelihood", chunk, offset, ll)
     if with_component:
-        write_rows(out, "component", chunk, offset, label.astype(np.int32))
+        out.write("component", chunk, offset, label.astype(np.int32))
     return X.shape[0], int(bad.sum())
 
 
 def _flag_task(
-    chunk: int, start: int, stop: int, out: str, threshold: float, on_invalid: str
+    chunk: int, start: int, stop: int, out: OutputArrays, threshold: float, on_invalid: str
 ) -> int:
-    ll = np.asarray(member(zarr.open_group(out, mode="r"), "log_likelihood")[start:stop])
+    ll = out.read("log_likelihood", start, stop)
     flag = (ll < threshold).astype(np.int8)
     bad = np.isnan(ll)
     flag[bad] = 1 if on_invalid == "flag" else UNSCORABLE
-    write_rows(out, "flag", chunk, start, flag)
+    out.write("flag", chunk, start, flag)
     return int(np.count_nonzero(flag == 1))
 
 
 def preflight(
     data: Any,
-    model: str | os.PathLike[str],
+    model: Where,
     array: str = "X",
     contamination: float | None = None,
     threshold: float | None = None,
     flagging: bool = False,
+    *,
+    output: Where | None = None,
+    columns: Sequence[str] | None = None,
+    storage_options: StorageOptions | None = None,
 ) -> None:
     """Refuse, before any cluster starts, a job that cannot run: unreadable data or
-    model, feature counts that differ, irregular chunks, no threshold source."""
-    _, est, _ = _prepare_job(data, model, array)
+    model, feature counts that differ, irregular chunks, no threshold source, an
+    output location that cannot be written."""
+    if output is not None:
+        as_location(output, storage_options).check_writable()
+    _, est, _ = _prepare_job(
+        locate(data, storage_options), locate(model, storage_options), array, columns
+    )
     if flagging:
         check_threshold_source(est, contamination, threshold)
 
 
 def _prepare_job(
-    data_path: Any, model_path: str | os.PathLike[str], array: str
+    data_path: Any, model_path: Where, array: str, columns: Sequence[str] | None = None
 ) -> tuple[ChunkedData, Any, int]:
     model = load(model_path)
-    data = as_chunked(data_path, array=array)
+    data = as_chunked(data_path, array=array, columns=columns)
     model._check_n_features(data.n_features)
     return data, model, regular_chunk_rows(data.row_chunks)
 
@@ -125,6 +136,7 @@ def _score_pass(
         return 0
     output.mark_incomplete()
     prep = delayed(prepare_for(model._params(), data), traverse=False)
+    arrays = delayed(output.arrays(), traverse=False)
     blocks = data.array.to_delayed().ravel()
     offsets = data.offsets
     tasks = [
@@ -134,7 +146,7 @@ def _score_pass(
             offsets[c],
             c,
             prep,
-            str(output.path),
+            arrays,
             on_invalid,
             with_component,
         )
@@ -149,24 +161,28 @@ def _score_pass(
 
 def score(
     data: Any,
-    model: str | os.PathLike[str],
-    output: str | os.PathLike[str],
+    model: Where,
+    output: Where,
     *,
     array: str = "X",
+    columns: Sequence[str] | None = None,
     incremental: bool = False,
     overwrite: bool = False,
     on_invalid: str = "error",
+    storage_options: StorageOptions | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write every row's log-likelihood and most likely component to ``output``.
 
     Parameters
     ----------
-    data : path to a Zarr array or group (member ``array``), or any streammix input
-    model : path to a saved model directory
-    output : path of the output Zarr group (``log_likelihood`` float64,
+    data : location of a Zarr array or group (member ``array``) or of a Parquet file
+        or dataset (``columns``), or any streammix input
+    model : location of a saved model directory (or of a published pointer)
+    output : location of the output Zarr group (``log_likelihood`` float64,
         ``component`` int32)
     incremental : score only rows appended since the output was written
+    storage_options : fsspec options for locations given as text
     overwrite : replace an output written by another job
     on_invalid : {"error", "skip", "flag"}
         Rows with NaN or infinity: fail naming the first one, or write NaN and
@@ -178,17 +194,27 @@ def score(
         A summary: rows, rows scored in this run, invalid rows, output path.
     """
     _check_on_invalid(on_invalid)
-    ds, est, chunk_rows = _prepare_job(data, model, array)
+    data, model = locate(data, storage_options), locate(model, storage_options)
+    output = as_location(output, storage_options)
+    output.check_writable()
+    ds, est, chunk_rows = _prepare_job(data, model, array, columns)
     job = {
         "kind": "score",
         "model_sha256": model_checksum(model),
-        "input": _input_id(data, array),
+        "input": input_id(data, array, columns),
         "n_features": ds.n_features,
         "on_invalid": on_invalid,
     }
     specs = [ArraySpec("log_likelihood", "float64"), ArraySpec("component", "int32")]
     out, created = RowOutput.prepare(
-        output, specs, job, ds.n_rows, chunk_rows, incremental=incremental, overwrite=overwrite
+        output,
+        specs,
+        job,
+        ds.n_rows,
+        chunk_rows,
+        incremental=incremental,
+        overwrite=overwrite,
+        parts=ds.parts,
     )
     before = len(out.todo("log_likelihood"))
     try:
@@ -233,7 +259,7 @@ def choose_threshold(
     if threshold is not None:
         return float(threshold), {"method": "given", "threshold": float(threshold)}
     if contamination is not None:
-        ll = member(zarr.open_group(str(out.path), mode="r"), "log_likelihood")
+        ll = member(out.group("r"), "log_likelihood")
         import dask.array as da
 
         value = quantiles.quantile(da.from_zarr(ll), contamination)
@@ -253,17 +279,19 @@ def choose_threshold(
 
 def flag(
     data: Any,
-    model: str | os.PathLike[str],
-    output: str | os.PathLike[str],
+    model: Where,
+    output: Where,
     *,
     contamination: float | None = None,
     threshold: float | None = None,
     array: str = "X",
+    columns: Sequence[str] | None = None,
     incremental: bool = False,
     overwrite: bool = False,
     on_invalid: str = "error",
-    truth: str | None = None,
+    truth: Where | None = None,
     explain: bool = False,
+    storage_options: StorageOptions | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write every row's log-likelihood and an outlier flag to ``output``.
@@ -281,12 +309,15 @@ def flag(
     NaN for rows not flagged); see :meth:`BaseMixture.explain`.
     """
     _check_on_invalid(on_invalid)
-    ds, est, chunk_rows = _prepare_job(data, model, array)
+    data, model = locate(data, storage_options), locate(model, storage_options)
+    output = as_location(output, storage_options)
+    output.check_writable()
+    ds, est, chunk_rows = _prepare_job(data, model, array, columns)
     check_threshold_source(est, contamination, threshold)
     job = {
         "kind": "flag",
         "model_sha256": model_checksum(model),
-        "input": _input_id(data, array),
+        "input": input_id(data, array, columns),
         "n_features": ds.n_features,
         "on_invalid": on_invalid,
         "contamination": contamination,
@@ -300,7 +331,14 @@ def flag(
             ArraySpec("zscores", "float64", (ds.n_features,)),
         ]
     out, created = RowOutput.prepare(
-        output, specs, job, ds.n_rows, chunk_rows, incremental=incremental, overwrite=overwrite
+        output,
+        specs,
+        job,
+        ds.n_rows,
+        chunk_rows,
+        incremental=incremental,
+        overwrite=overwrite,
+        parts=ds.parts,
     )
     try:
         _score_pass(ds, est, out, on_invalid, False, progress)
@@ -313,9 +351,10 @@ def flag(
         todo = out.todo("flag")
         rows = out.expected_rows()
         starts = np.concatenate([[0], np.cumsum(rows)[:-1]])
+        arrays = delayed(out.arrays(), traverse=False)
         tasks = [
             delayed(_flag_task, pure=True)(
-                c, int(starts[c]), int(starts[c] + rows[c]), str(out.path), value, on_invalid
+                c, int(starts[c]), int(starts[c] + rows[c]), arrays, value, on_invalid
             )
             for c in todo
         ]
@@ -327,7 +366,7 @@ def flag(
         if created:
             out.remove()
         raise
-    flags = np.asarray(member(zarr.open_group(str(output), mode="r"), "flag")[:])
+    flags = np.asarray(member(out.group("r"), "flag")[:])
     summary: dict[str, Any] = {
         "job": "flag",
         "output": str(output),
@@ -338,23 +377,23 @@ def flag(
         "complete": True,
     }
     if truth is not None:
-        summary.update(evaluate(flags, truth))
+        summary.update(evaluate(flags, as_location(truth, storage_options)))
     return summary
 
 
 def _explain_task(
-    X: np.ndarray, offset: int, chunk: int, prep: Prepared, params: Any, out: str
+    X: np.ndarray, offset: int, chunk: int, prep: Prepared, params: Any, out: OutputArrays
 ) -> int:
     from ..core.explain import conditional_zscores
 
-    flags = np.asarray(member(zarr.open_group(out, mode="r"), "flag")[offset : offset + len(X)])
+    flags = out.read("flag", offset, offset + len(X))
     ll, component = score_rows_masked(X, prep)
     scorable = ~np.isnan(ll)
     z = np.full(X.shape, np.nan)
     z[scorable] = conditional_zscores(params, X[scorable], component[scorable])
     z[flags != 1] = np.nan
-    write_rows(out, "component", chunk, offset, component.astype(np.int32))
-    write_rows(out, "zscores", chunk, offset, z)
+    out.write("component", chunk, offset, component.astype(np.int32))
+    out.write("zscores", chunk, offset, z)
     return int(np.count_nonzero(flags == 1))
 
 
@@ -365,17 +404,18 @@ def _explain_pass(ds: ChunkedData, model: Any, out: RowOutput, progress: Progres
     params = model._params()
     prep = delayed(prepare_for(params, ds), traverse=False)
     shared = delayed(params, traverse=False)
+    arrays = delayed(out.arrays(), traverse=False)
     blocks = ds.array.to_delayed().ravel()
     tasks = [
         delayed(_on_chunk, pure=True)(
-            _explain_task, blocks[c], ds.offsets[c], c, prep, shared, str(out.path)
+            _explain_task, blocks[c], ds.offsets[c], c, prep, shared, arrays
         )
         for c in todo
     ]
     run_tasks(tasks, progress, "explain")
 
 
-def evaluate(flags: np.ndarray, truth: str | os.PathLike[str]) -> dict[str, Any]:
+def evaluate(flags: np.ndarray, truth: Where) -> dict[str, Any]:
     """Precision and recall of ``flags == 1`` against a 0/1 Zarr array."""
     labels = np.asarray(open_zarr_array(truth)[:]).astype(bool)
     if labels.shape != flags.shape:
