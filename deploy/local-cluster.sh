@@ -8,6 +8,8 @@
 #
 # Then run jobs on it:
 #   streammix fit data.zarr --model model --n-components 8 --scheduler-file .dask-cluster/scheduler.json
+# Locations may be URLs (s3://bucket/data.zarr): the workers read the store's credentials from
+# the environment `start` ran in (AWS_*, ...), so export them before starting.
 #
 # Environment:
 #   STREAMMIX_CLUSTER_DIR     state directory: scheduler file, pid files, logs (default ./.dask-cluster)

@@ -1,9 +1,12 @@
 """The recipes in ``deploy/``: static checks of every file, and the local cluster script run.
 
 Docker, kubectl and SLURM are not needed: the compose files and Kubernetes manifests are
-parsed (every document), every ``streammix`` and ``dask`` command line in them and in the
-shell scripts is parsed by the real click commands (with their callbacks replaced, so nothing
-runs), and ``deploy/local-cluster.sh`` really starts and stops a cluster on 127.0.0.1.
+parsed (every document), every ``streammix`` and ``dask`` command line in them, in the shell
+scripts and in the documented commands is parsed by the real click commands (with their
+callbacks replaced, so nothing runs), and ``deploy/local-cluster.sh`` really starts and stops
+a cluster on 127.0.0.1. The compose file and the manifests keep data, models and outputs in
+an object store: no container that runs streammix or dask mounts a data volume, and every one
+that touches data gets the store's keys from the environment or a Secret, never literally.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import psutil
@@ -44,6 +48,10 @@ DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 COMPOSE_BASE = DEPLOY / "docker" / "docker-compose.yml"
 COMPOSE_OVERRIDES = sorted((DEPLOY / "docker").glob("docker-compose.*.yml"))
 K8S_FILES = sorted((DEPLOY / "k8s").glob("*.yaml"))
+# The Secret's shape, with placeholders. Not *.yaml: `kubectl apply -f deploy/k8s/` must not
+# replace the real Secret with it.
+SECRET_TEMPLATE = DEPLOY / "k8s" / "object-store-secret.yaml.example"
+README = DEPLOY / "README.md"
 LOCAL_CLUSTER = DEPLOY / "local-cluster.sh"
 SBATCH = DEPLOY / "slurm" / "streammix-fit.sbatch"
 SHELL_SCRIPTS = [LOCAL_CLUSTER, SBATCH]
@@ -58,6 +66,29 @@ IMAGE_PIPELINES = "/pipelines"
 # The namespace assumed in the scheduler addresses the Dask operator puts in the environment
 # of the containers it starts (DASK_SCHEDULER_ADDRESS).
 OPERATOR_NAMESPACE = "default"
+
+
+# Where every recipe on Docker or Kubernetes keeps its data, models and outputs.
+STORE_SCHEME = "s3://"
+# The environment s3fs reads; the first two are secrets.
+STORE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+STORE_ENV = (*STORE_KEYS, "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+# Environment variables whose value must never be written into a recipe.
+SECRET_VARIABLE = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|ROOT_USER")
+# The parameters of streammix commands (and pipeline steps) that name a location.
+LOCATION_PARAMS = (
+    "data",
+    "out",
+    "output",
+    "model",
+    "model_dir",
+    "checkpoint",
+    "target",
+    "versions",
+    "truth",
+)
+# What a Kubernetes pod that runs streammix or dask may mount: nothing that holds data.
+ALLOWED_POD_VOLUMES = {"secret", "configMap", "emptyDir", "projected", "downwardAPI"}
 
 
 def operator_address(cluster: str) -> str:
@@ -139,11 +170,25 @@ def compose_variants() -> dict[str, dict[str, Any]]:
     return variants
 
 
+def runs_streammix_image(service: Mapping[str, Any]) -> bool:
+    """Whether a compose service runs the streammix image (streammix or dask), not a store."""
+    return "build" in service or str(service.get("image", "")).startswith("streammix:")
+
+
+def compose_program(service: Mapping[str, Any]) -> str:
+    """``streammix``, ``dask scheduler`` or ``dask worker``: what a streammix service runs."""
+    entrypoint = service.get("entrypoint", dockerfile_instruction("ENTRYPOINT"))
+    argv = strip_init([*entrypoint, *service.get("command", [])])
+    return "streammix" if argv[0] == "streammix" else " ".join(argv[:2])
+
+
 def compose_invocations() -> list[Invocation]:
     entrypoint, cmd = dockerfile_instruction("ENTRYPOINT"), dockerfile_instruction("CMD")
     out = []
     for variant, config in compose_variants().items():
         for name, service in config["services"].items():
+            if not runs_streammix_image(service):
+                continue  # the object store and its one-shot setup: checked on their own
             ep = service.get("entrypoint", entrypoint)
             ep = shlex.split(ep) if isinstance(ep, str) else list(ep)
             # An entrypoint set in compose drops the image's CMD, as Docker does.
@@ -159,6 +204,76 @@ def compose_invocations() -> list[Invocation]:
                 )
             )
     return out
+
+
+def markdown_shell_blocks(path: Path) -> str:
+    """The ```bash blocks of a Markdown file, one after the other."""
+    return "\n".join(re.findall(r"^```(?:bash|sh)\n(.*?)^```", path.read_text(), re.M | re.S))
+
+
+def comment_text(path: Path) -> str:
+    """The leading comment block of a file, without its ``#`` markers."""
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:].strip())
+    return "\n".join(lines)
+
+
+# `docker compose run` and `docker run` options that take a value.
+DOCKER_VALUE_OPTIONS = {"-e", "--env", "-v", "--volume", "--name", "-w", "--workdir", "-u"}
+
+
+def documented_invocations(text: str, where: str, **kw: Any) -> list[Invocation]:
+    """The streammix command lines of shell text in the docs: lines that start (after
+    ``NAME=value`` assignments) with ``streammix ...``, ``docker compose ... run [opts] job
+    ARGS`` (the job's entrypoint is streammix) or ``docker run [opts] IMAGE ARGS``. A run
+    without ARGS (the default command) is skipped."""
+    out = []
+    for lineno, line in shell_logical_lines(text):
+        lex = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lex.whitespace_split = True
+        lex.commenters = "#"
+        try:
+            tokens = list(lex)
+        except ValueError:  # prose with an apostrophe
+            continue
+        while tokens and re.fullmatch(r"\w+=.*", tokens[0]):
+            tokens.pop(0)
+        args: list[str] | None = None
+        if tokens[:2] == ["docker", "compose"] and "run" in tokens:
+            after = tokens[tokens.index("run") + 1 :]
+            j = 0
+            while j < len(after) and after[j].startswith("-"):
+                assert after[j] != "--entrypoint", f"{where}:{lineno}: not the job's program"
+                j += 2 if after[j] in DOCKER_VALUE_OPTIONS else 1
+            if after[j : j + 1] == ["job"]:
+                args = after[j + 1 :]
+        elif tokens[:2] == ["docker", "run"] and IMAGE in tokens:
+            args = tokens[tokens.index(IMAGE) + 1 :]
+        elif tokens[:1] == ["streammix"]:
+            args = tokens[1:]
+        if not args:
+            continue
+        argv = ["streammix"]
+        for word in args:
+            if word and set(word) <= set(";&|<>()"):
+                break
+            argv.extend(expand_shell_word(word, {}))
+        out.append(Invocation(f"{where}:{lineno}", tuple(argv), **kw))
+    return out
+
+
+def compose_header_invocations() -> list[Invocation]:
+    """The commands at the top of the compose file, run in the job's environment."""
+    job = yaml.safe_load(COMPOSE_BASE.read_text())["services"]["job"]
+    return documented_invocations(
+        comment_text(COMPOSE_BASE),
+        f"{COMPOSE_BASE.name} header",
+        env=compose_env(job.get("environment")),
+        kind="compose",
+    )
 
 
 def k8s_docs() -> list[tuple[Path, dict[str, Any]]]:
@@ -294,7 +409,7 @@ def shell_invocations(path: Path) -> list[Invocation]:
 
 
 def all_invocations() -> list[Invocation]:
-    found = [*compose_invocations(), *k8s_invocations()]
+    found = [*compose_invocations(), *compose_header_invocations(), *k8s_invocations()]
     for script in SHELL_SCRIPTS:
         found += shell_invocations(script)
     return found
@@ -376,6 +491,7 @@ def test_every_recipe_is_there():
         DEPLOY / "k8s" / "daskcluster.yaml",
         DEPLOY / "k8s" / "daskjob-fit.yaml",
         DEPLOY / "k8s" / "cronjob-nightly-scoring.yaml",
+        SECRET_TEMPLATE,
         SBATCH,
     ]
     missing = [str(p.relative_to(ROOT)) for p in expected if not p.is_file()]
@@ -384,14 +500,14 @@ def test_every_recipe_is_there():
 
 
 @pytest.mark.parametrize(
-    "path", [COMPOSE_BASE, *COMPOSE_OVERRIDES, *K8S_FILES], ids=lambda p: p.name
+    "path", [COMPOSE_BASE, *COMPOSE_OVERRIDES, *K8S_FILES, SECRET_TEMPLATE], ids=lambda p: p.name
 )
 def test_yaml_files_parse(path):
     docs = load_yaml(path)
     assert docs, f"{path.name} is empty"
     for doc in docs:
         assert isinstance(doc, dict)
-        if path in K8S_FILES:
+        if path in K8S_FILES or path == SECRET_TEMPLATE:
             assert {"apiVersion", "kind", "metadata"} <= set(doc), doc
             assert doc["metadata"].get("name")
 
@@ -420,11 +536,20 @@ def test_dockerfile_builds_the_expected_image():
     assert re.search(r"^USER \d+$", text, flags=re.M), "run as a numeric, unprivileged user"
 
 
+def test_dockerfile_installs_the_object_store_extras():
+    # The containers read and write s3:// (s3fs) and may be given Parquet data (pyarrow).
+    m = re.search(r"pip install (?:\S+ )*\"?\.\[([\w,]+)\]\"?", DOCKERFILE.read_text())
+    assert m, "the Dockerfile must install streammix with its extras: pip install '.[...]'"
+    extras = set(m.group(1).split(","))
+    assert {"s3", "parquet"} <= extras, extras
+    assert extras <= set(PYPROJECT["project"]["optional-dependencies"]), extras
+
+
 def test_one_image_everywhere():
     images: dict[str, str] = {}
     for path in [COMPOSE_BASE, *COMPOSE_OVERRIDES]:
         for name, service in yaml.safe_load(path.read_text())["services"].items():
-            if "image" in service:
+            if "image" in service and runs_streammix_image(service):
                 images[f"{path.name}: {name}"] = service["image"]
             if "build" in service:
                 build = service["build"]
@@ -437,6 +562,15 @@ def test_one_image_everywhere():
     assert any("DaskCluster" in w for w in images) and any("CronJob" in w for w in images)
     wrong = {where: image for where, image in images.items() if image != IMAGE}
     assert not wrong, f"every recipe must run {IMAGE}: {wrong}"
+    # The other compose services (the object store) run neither streammix nor dask.
+    for variant, config in compose_variants().items():
+        for name, service in config["services"].items():
+            if runs_streammix_image(service):
+                continue
+            words = [*service.get("entrypoint", []), *service.get("command", [])]
+            argv = [t for w in words for t in shlex.split(str(w))]
+            programs = {Path(t).name if t.startswith("/") else t for t in argv}
+            assert not {"streammix", "dask"} & programs, f"{variant}: {name} runs {argv}"
     # The docs show the same tag.
     for doc in [DEPLOY / "README.md", PIPELINES / "README.md"]:
         tags = set(re.findall(r"\bstreammix:\d+(?:\.\d+)*", doc.read_text()))
@@ -456,6 +590,7 @@ def test_command_lines_are_found():
     assert {"dask scheduler", "dask worker"} <= by_where["daskcluster.yaml"]
     assert {"dask scheduler", "dask worker", "streammix"} <= by_where["daskjob-fit.yaml"]
     assert "streammix" in by_where["cronjob-nightly-scoring.yaml"]
+    assert "streammix" in by_where[f"{COMPOSE_BASE.name} header"]
     programs = {inv.program for inv in invocations}
     assert programs == {"streammix", "dask"}, programs
 
@@ -593,15 +728,317 @@ def test_every_dask_cluster_is_fenced_by_a_network_policy():
             assert any(sel.items() <= labels.items() for sel in admitted), labels
 
 
-def test_volumes_refer_to_claims_that_exist():
+def test_no_pod_needs_a_shared_volume():
     docs = [doc for _, doc in k8s_docs()]
-    claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    claims = [d["metadata"]["name"] for d in docs if "PersistentVolume" in d["kind"]]
+    assert not claims, f"data lives in the object store, no volume is needed: {claims}"
     for doc in docs:
         for spec_path, spec in pod_specs(doc):
-            for volume in spec.get("volumes", []):
-                if "persistentVolumeClaim" in volume:
-                    claim = volume["persistentVolumeClaim"]["claimName"]
-                    assert claim in claims, f"{doc['metadata']['name']} {spec_path}: {claim}"
+            where = f"{doc['metadata']['name']} {spec_path}"
+            volumes = {v["name"]: set(v) - {"name"} for v in spec.get("volumes", [])}
+            for name, kinds in volumes.items():
+                assert kinds <= ALLOWED_POD_VOLUMES, f"{where}: volume {name} is {kinds}"
+            for c in [*spec.get("initContainers", []), *spec["containers"]]:
+                for mount in c.get("volumeMounts", []):
+                    assert mount["name"] in volumes, f"{where}: {c['name']} mounts {mount}"
+
+
+def compose_volume(volume: Any) -> tuple[str | None, str, bool]:
+    """(source, target, read-only) of a compose volume, short or long syntax."""
+    if isinstance(volume, dict):
+        return volume.get("source"), volume["target"], bool(volume.get("read_only"))
+    # ${NAME:-default} holds colons of its own.
+    parts = re.sub(r"\$\{[^}]*\}", "$VAR", str(volume)).split(":")
+    if len(parts) == 1:
+        return None, parts[0], False  # an anonymous volume
+    mode = parts[2] if len(parts) > 2 else "rw"
+    return parts[0], parts[1], "ro" in mode.split(",")
+
+
+def is_bind_source(source: str | None) -> bool:
+    return source is not None and source[:1] in (".", "/", "~", "$")
+
+
+def test_compose_services_mount_no_data_volume():
+    for variant, config in compose_variants().items():
+        named = set(config.get("volumes") or {})
+        users: dict[str, list[str]] = {}
+        for name, service in config["services"].items():
+            for volume in service.get("volumes", []):
+                source, _target, read_only = compose_volume(volume)
+                if source in named:
+                    users.setdefault(source, []).append(name)
+                if runs_streammix_image(service):
+                    # Only read-only files from this host, such as the TLS certificates.
+                    assert is_bind_source(source) and read_only, (
+                        f"{variant}: {name} mounts {volume}: data belongs in the object store"
+                    )
+        for volume, who in users.items():
+            assert len(who) == 1, f"{variant}: volume {volume} is shared by {who}"
+            assert not runs_streammix_image(config["services"][who[0]]), (variant, volume)
+        assert named <= set(users), f"{variant}: unused volumes {named - set(users)}"
+
+
+def compose_variable(value: str) -> str | None:
+    """NAME when ``value`` is exactly ``${NAME}`` or ``${NAME:?message}`` (no default)."""
+    m = re.fullmatch(r"\$\{(\w+)(?::?\?[^}]*)?\}", value)
+    return m.group(1) if m else None
+
+
+def test_compose_keeps_secrets_out_of_the_files():
+    for path in [COMPOSE_BASE, *COMPOSE_OVERRIDES]:
+        text = path.read_text()
+        defaults = [v for v in re.findall(r"\$\{(\w+):?[-=]", text) if SECRET_VARIABLE.search(v)]
+        assert not defaults, f"{path.name}: secrets with a default value: {defaults}"
+    for variant, config in compose_variants().items():
+        for name, service in config["services"].items():
+            for key, value in compose_env(service.get("environment")).items():
+                if SECRET_VARIABLE.search(key):
+                    assert compose_variable(value), f"{variant}: {name} sets {key} literally"
+    # The file compose reads the keys from stays out of version control.
+    ignores = [DEPLOY / "docker" / ".gitignore", ROOT / ".gitignore"]
+    patterns = {line.strip() for p in ignores if p.is_file() for line in p.read_text().splitlines()}
+    assert patterns & {".env", "/.env", "deploy/docker/.env", "/deploy/docker/.env"}
+
+
+def test_compose_data_services_get_the_store_credentials():
+    for variant, config in compose_variants().items():
+        services = config["services"]
+        programs = set()
+        for name, service in services.items():
+            if not runs_streammix_image(service):
+                continue
+            where = f"{variant}: {name}"
+            program = compose_program(service)
+            programs.add(program)
+            env = compose_env(service.get("environment"))
+            if program == "dask scheduler":
+                assert not set(env) & set(STORE_ENV), f"{where}: the scheduler needs no keys"
+                continue
+            assert program in ("streammix", "dask worker"), where
+            assert not set(STORE_ENV) - set(env), f"{where}: missing {set(STORE_ENV) - set(env)}"
+            assert env["AWS_DEFAULT_REGION"], where
+            # The endpoint is the store service, on the port its server listens on.
+            endpoint = urlsplit(env["AWS_ENDPOINT_URL"])
+            assert endpoint.scheme in ("http", "https") and endpoint.port, where
+            store = services.get(endpoint.hostname)
+            assert store and not runs_streammix_image(store), f"{where}: no store {endpoint}"
+            assert any(str(w).endswith(f":{endpoint.port}") for w in store["command"]), where
+            # The keys are the store's own, from the environment compose runs in.
+            store_env = compose_env(store.get("environment"))
+            for key, store_key in zip(
+                STORE_KEYS, ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"), strict=True
+            ):
+                variable = compose_variable(env[key])
+                assert variable, f"{where}: {key} must come from the environment"
+                assert variable == compose_variable(store_env[store_key]), f"{where}: {key}"
+            # They wait for the bucket.
+            ready = {
+                dep: cond.get("condition")
+                for dep, cond in service.get("depends_on", {}).items()
+                if not runs_streammix_image(services[dep])
+            }
+            assert "service_completed_successfully" in ready.values(), f"{where}: {ready}"
+        assert {"streammix", "dask worker", "dask scheduler"} <= programs, variant
+
+
+def compose_buckets(config: dict[str, Any]) -> set[str]:
+    """The buckets of the s3:// URLs the streammix services and the header commands name."""
+    values = [
+        v
+        for service in config["services"].values()
+        if runs_streammix_image(service)
+        for v in compose_env(service.get("environment")).values()
+    ]
+    values += [w for inv in compose_header_invocations() for w in inv.argv]
+    return {urlsplit(v).netloc for v in values if v.startswith(STORE_SCHEME)}
+
+
+def test_compose_creates_the_bucket_it_uses():
+    config = yaml.safe_load(COMPOSE_BASE.read_text())
+    services = config["services"]
+    buckets = compose_buckets(config)
+    assert buckets, "the compose file names no s3:// location"
+    waited_for = {
+        dep
+        for service in services.values()
+        if runs_streammix_image(service)
+        for dep, cond in service.get("depends_on", {}).items()
+        if cond.get("condition") == "service_completed_successfully"
+    }
+    assert len(waited_for) == 1, waited_for
+    (setup,) = waited_for
+    script = " ".join(str(w) for w in services[setup].get("command", []))
+    for bucket in buckets:
+        assert re.search(rf"\bmb\b.*/{re.escape(bucket)}\b", script), (setup, bucket, script)
+    assert services[setup].get("restart") == "no", f"{setup} runs once"
+    # It waits until the store answers, which needs a health check.
+    store = [
+        d for d, c in services[setup]["depends_on"].items() if c == {"condition": "service_healthy"}
+    ]
+    assert store and all("healthcheck" in services[s] for s in store), setup
+
+
+def test_third_party_images_are_pinned():
+    services = yaml.safe_load(COMPOSE_BASE.read_text())["services"]
+    others = {n: s["image"] for n, s in services.items() if not runs_streammix_image(s)}
+    assert others, "the compose file runs no object store"
+    for name, image in others.items():
+        if "@sha256:" in image:
+            continue
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag and tag not in ("", "latest"), f"{name}: {image}"
+        if repository.split("/")[-1] in ("minio", "mc"):
+            # MinIO's releases are tagged RELEASE.<UTC time stamp>.
+            assert re.fullmatch(r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", tag), image
+
+
+def k8s_programs() -> Iterator[tuple[str, dict[str, Any], dict[str, Any], str]]:
+    """(where, document, container, program) with program ``streammix``, ``dask scheduler``
+    or ``dask worker``."""
+    for (where, doc, c, _), inv in zip(k8s_containers(), k8s_invocations(), strict=True):
+        yield where, doc, c, "streammix" if inv.program == "streammix" else " ".join(inv.argv[:2])
+
+
+def secret_template() -> dict[str, Any]:
+    (doc,) = load_yaml(SECRET_TEMPLATE)
+    return doc
+
+
+def from_secret(container: dict[str, Any], key: str, secret: str) -> bool:
+    """Whether ``key`` reaches the container's environment from the Secret ``secret``."""
+    for e in container.get("env", []):
+        if e["name"] == key:
+            ref = e.get("valueFrom", {}).get("secretKeyRef", {})
+            return ref.get("name") == secret and ref.get("key") == key
+    return any(
+        src.get("secretRef", {}).get("name") == secret and not src.get("prefix")
+        for src in container.get("envFrom", [])
+    )
+
+
+def test_k8s_data_containers_get_the_store_keys_from_the_secret():
+    template = secret_template()
+    secret = template["metadata"]["name"]
+    keys = set(template.get("stringData", {}))
+    kinds = set()
+    for where, doc, c, program in k8s_programs():
+        literal = {e["name"] for e in c.get("env", []) if "value" in e}
+        assert not {k for k in literal if SECRET_VARIABLE.search(k)}, f"{where}: literal secret"
+        refs = [e for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
+        refs += [src for src in c.get("envFrom", []) if "secretRef" in src]
+        if program == "dask scheduler":
+            assert not refs, f"{where}: the scheduler needs no keys"
+            continue
+        assert program in ("streammix", "dask worker"), where
+        for key in STORE_KEYS:
+            assert key in keys and from_secret(c, key, secret), f"{where}: {key} from {secret}"
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            assert not ref or ref["key"] in keys, f"{where}: {ref} is not in the template"
+        kinds.add(doc["kind"])
+    assert {"DaskCluster", "DaskJob", "CronJob"} <= kinds, kinds
+    # The real Secret is created by hand, never applied from these files.
+    assert not [doc for _, doc in k8s_docs() if doc["kind"] == "Secret"]
+
+
+def test_secret_template_holds_only_placeholders():
+    doc = secret_template()
+    assert doc["kind"] == "Secret" and doc.get("type", "Opaque") == "Opaque"
+    assert "data" not in doc, "base64 hides what is in it: use stringData"
+    values = doc["stringData"]
+    assert set(STORE_KEYS) <= set(values) <= set(STORE_ENV), set(values)
+    for key in STORE_KEYS:
+        assert re.fullmatch(r"REPLACE-ME", values[key]), f"{key} must be a placeholder"
+    # `kubectl apply -f deploy/k8s/` skips it; the comment says how to create the real one.
+    assert SECRET_TEMPLATE.suffix not in (".yaml", ".yml", ".json")
+    header = " ".join(comment_text(SECRET_TEMPLATE).replace("\\", " ").split())
+    assert f"kubectl create secret generic {doc['metadata']['name']} " in header
+    for key in values:
+        assert f"--from-literal={key}=" in header, key
+
+
+def test_network_policies_let_data_pods_reach_the_store():
+    docs = [doc for _, doc in k8s_docs()]
+    pods = [
+        {"dask.org/cluster-name": doc["metadata"]["name"]}
+        for doc in docs
+        if doc["kind"] in ("DaskCluster", "DaskJob")
+    ]
+    pods += [
+        doc["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        for doc in docs
+        if doc["kind"] == "CronJob"
+    ]
+    selecting = 0
+    for policy in (doc for doc in docs if doc["kind"] == "NetworkPolicy"):
+        selector = policy["spec"]["podSelector"].get("matchLabels", {})
+        if not any(selector.items() <= labels.items() for labels in pods):
+            continue
+        selecting += 1
+        if "Egress" in policy["spec"].get("policyTypes", []):
+            assert policy["spec"].get("egress"), f"{policy['metadata']['name']} cuts off the store"
+    assert selecting
+
+
+def test_recipes_keep_data_in_the_object_store(monkeypatch):
+    """Every location a compose or Kubernetes job names, directly or through its pipeline,
+    is an s3:// URL: nothing is read from or written to a container's file system."""
+    checked: dict[str, int] = {}
+    for inv in all_invocations():
+        if inv.program != "streammix" or inv.kind not in ("compose", "k8s"):
+            continue
+        parsed = parse_streammix(inv, monkeypatch)
+        locations = {k: parsed.params.get(k) for k in LOCATION_PARAMS}
+        if parsed.command == "run":
+            for var in ("STREAMMIX_DATA", "STREAMMIX_MODELS", "STREAMMIX_OUT"):
+                assert inv.env.get(var, "").startswith(STORE_SCHEME), f"{inv.where}: {var}"
+            name = parsed.params["pipeline_file"]
+            path = PIPELINES / name.removeprefix(IMAGE_PIPELINES + "/")
+            with monkeypatch.context() as m:
+                for key, value in inv.env.items():
+                    m.setenv(key, value)
+                pipeline = load_pipeline(path)
+            for step in pipeline.steps:
+                locations.update(
+                    {f"step {step.index} {k}": step.options.get(k) for k in LOCATION_PARAMS}
+                )
+        for key, value in locations.items():
+            if value is not None:
+                assert str(value).startswith(STORE_SCHEME), f"{inv.where}: {key} = {value}"
+        checked[inv.kind] = checked.get(inv.kind, 0) + 1
+    assert checked.get("compose") and checked.get("k8s"), checked
+
+
+def test_compose_header_generates_what_the_job_reads(monkeypatch):
+    job = yaml.safe_load(COMPOSE_BASE.read_text())["services"]["job"]
+    data = compose_env(job["environment"])["STREAMMIX_DATA"]
+    commands = [parse_streammix(inv, monkeypatch) for inv in compose_header_invocations()]
+    assert [c.params["out"] for c in commands if c.command == "generate"] == [data]
+    assert "run" in {c.command for c in commands}
+
+
+def test_readme_shows_the_object_store():
+    text = README.read_text()
+    template = secret_template()
+    for needle in [
+        template["metadata"]["name"],
+        *template["stringData"],
+        "--storage-options",
+        "STREAMMIX_STORAGE_OPTIONS",
+        "streammix[s3]",
+        "[parquet]",
+        "pointer",
+        SECRET_TEMPLATE.name,
+    ]:
+        assert needle in text, f"deploy/README.md does not mention {needle}"
+
+
+def test_documented_command_lines_are_valid(monkeypatch):
+    invocations = documented_invocations(markdown_shell_blocks(README), f"{README.name} code")
+    assert len(invocations) >= 5, invocations
+    for inv in invocations:
+        parse_streammix(inv, monkeypatch)
 
 
 def test_cronjobs_never_overlap():
@@ -715,11 +1152,26 @@ def make_certificate(directory: Path) -> dict[str, str]:
         pytest.skip("openssl is not installed")
     directory.mkdir()
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=streammix-test", "-keyout", str(directory / "key.pem"),
-         "-out", str(directory / "cert.pem")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=streammix-test",
+            "-keyout",
+            str(directory / "key.pem"),
+            "-out",
+            str(directory / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
     return {"STREAMMIX_TLS_CA_FILE": cert, "STREAMMIX_TLS_CERT": cert, "STREAMMIX_TLS_KEY": key}
 
@@ -800,12 +1252,26 @@ def test_local_cluster_start_status_stop(local_cluster):
         log = cluster.state / "scheduler.log"
         clients_before = log.read_text().count("Receive client connection")
         proc = subprocess.run(
-            [str(Path(sys.executable).with_name("streammix")), "--quiet", "generate",
-             str(cluster.state.parent / "data.zarr"), "--n-samples", "2000", "--n-features", "2",
-             "--chunk-rows", "500", "--json", "--scheduler-file", str(cluster.scheduler_file)],
-            capture_output=True, text=True, timeout=120,
+            [
+                str(Path(sys.executable).with_name("streammix")),
+                "--quiet",
+                "generate",
+                str(cluster.state.parent / "data.zarr"),
+                "--n-samples",
+                "2000",
+                "--n-features",
+                "2",
+                "--chunk-rows",
+                "500",
+                "--json",
+                "--scheduler-file",
+                str(cluster.scheduler_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
             env={k: v for k, v in os.environ.items() if not k.startswith("STREAMMIX_")},
-        )  # fmt: skip
+        )
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["n_chunks"] == 4
         # It ran on this cluster, not on an embedded one.
