@@ -1241,7 +1241,8 @@ def test_local_cluster_start_status_stop(local_cluster):
 
     if cluster.tls:  # without the certificates, the scheduler does not talk to us
         with pytest.raises((OSError, TypeError, ValueError)):
-            Client(scheduler_file=str(cluster.scheduler_file), timeout=3)
+            # not the default client: a failed construction must leave no global state
+            Client(scheduler_file=str(cluster.scheduler_file), timeout=3, set_as_default=False)
 
     # Nothing of the cluster listens beyond loopback (scheduler, nannies, workers, HTTP).
     members = [p for pgid in cluster.pgids for p in group_members(pgid)]
