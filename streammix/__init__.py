@@ -17,15 +17,16 @@ from .errors import (
     InvalidParameterError,
     ModelFileError,
     NotFittedError,
+    StorageError,
     StreammixError,
 )
-from .io.location import Location, StorageError, location
+from .estimators.gaussian_mixture import GaussianMixture
+from .estimators.kernel_density import KernelDensity
+from .estimators.online_mixture import OnlineGaussianMixture
+from .estimators.outlier_detector import OutlierDetector
+from .estimators.selection import Selection, select
+from .io.location import Location, location
 from .io.modelfile import load, publish
-from .kde import KernelDensity
-from .mixture import GaussianMixture
-from .online import OnlineGaussianMixture
-from .outliers import OutlierDetector
-from .selection import Selection, select
 
 try:
     __version__ = version("streammix")

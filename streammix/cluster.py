@@ -19,13 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import StreammixError
+from .errors import ClusterError
 
 logger = logging.getLogger("streammix")
-
-
-class ClusterError(StreammixError, RuntimeError):
-    """The cluster could not be started or reached."""
 
 
 @dataclass(frozen=True, slots=True)

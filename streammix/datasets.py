@@ -23,7 +23,7 @@ from .core.params import MixtureParams
 from .engine.compute import run_tasks
 from .errors import InvalidInputError, InvalidParameterError
 from .io.location import Location, StorageOptions, as_location
-from .jobs.outputs import member, open_output
+from .io.outputs import member, open_output
 
 # Outliers are uniform over the data's box widened by this many units.
 OUTLIER_MARGIN = 6.0

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cluster import ClusterOptions, connect
-from .errors import InvalidInputError, InvalidParameterError, StreammixError
+from .errors import InvalidInputError, PipelineError, StreammixError
 from .io.location import Location, as_location
 
 if sys.version_info >= (3, 11):
@@ -179,10 +179,6 @@ class _PathValue(str):
     """A validated path option (resolved against the pipeline file)."""
 
     __slots__ = ()
-
-
-class PipelineError(InvalidParameterError):
-    """A pipeline file is missing, malformed or invalid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,8 +324,7 @@ def run_step(
     """Run one validated step on the current cluster."""
     from . import datasets
     from .io.modelfile import publish
-    from .jobs import fit as fit_job
-    from .jobs import score as score_jobs
+    from .jobs import fit_job, score_jobs
 
     o = {k: _located(v, storage_options) for k, v in step.options.items()}
     bar = progress(step.job) if progress else None
@@ -391,7 +386,7 @@ def run_step(
     if step.job in ("select", "sample", "impute", "kde"):
         return _run_textbook(step.job, o, bar)
     if step.job == "info":
-        from .jobs.info import model_summary
+        from .jobs.info_job import model_summary
 
         return model_summary(o["model"])
     raise PipelineError(f"{step.label}: unknown job")
@@ -405,13 +400,13 @@ def _located(value: Any, storage_options: Mapping[str, Any] | None) -> Any:
 
 
 def _run_textbook(job: str, o: dict[str, Any], bar: Any) -> dict[str, Any]:
-    from .jobs import textbook
-    from .selection import parse_component_counts
+    from .estimators.selection import parse_component_counts
+    from .jobs import impute_job, kde_job, sample_job, select_job
 
     if job == "select":
         ks = parse_component_counts(o["n_components"])
         types = [t.strip() for t in o["covariance_types"].split(",") if t.strip()]
-        return textbook.select_job(
+        return select_job.select_job(
             o["data"],
             o["model"],
             n_components=ks,
@@ -423,7 +418,7 @@ def _run_textbook(job: str, o: dict[str, Any], bar: Any) -> dict[str, Any]:
             max_iter=o["max_iter"],
         )
     if job == "sample":
-        return textbook.sample(
+        return sample_job.sample(
             o["model"],
             o["output"],
             o["n_samples"],
@@ -433,7 +428,7 @@ def _run_textbook(job: str, o: dict[str, Any], bar: Any) -> dict[str, Any]:
             progress=bar,
         )
     if job == "impute":
-        return textbook.impute(
+        return impute_job.impute(
             o["data"],
             o["model"],
             o["output"],
@@ -451,7 +446,7 @@ def _run_textbook(job: str, o: dict[str, Any], bar: Any) -> dict[str, Any]:
             raise PipelineError(
                 f"kde: bandwidth {bandwidth!r} is not scott, silverman or a number."
             ) from None
-    return textbook.kde(
+    return kde_job.kde(
         o["data"],
         o["output"],
         bandwidth=bandwidth,

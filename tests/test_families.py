@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from streammix.core.families import FAMILY_NAMES, CholeskyFailure, get_family
+from streammix.core.families import FAMILY_NAMES, get_family
 from streammix.core.frame import make_frame
 from streammix.core.kernel import estep, normalise
 from streammix.core.mstep import m_step
 from streammix.core.params import MixtureParams
+from streammix.errors import CholeskyFailure
 
 K, D = 3, 4
 

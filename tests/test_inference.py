@@ -10,7 +10,7 @@ import zarr
 import streammix as sm
 from streammix.cluster import ClusterOptions, connect
 from streammix.core import conditional
-from streammix.jobs import textbook
+from streammix.jobs import impute_job, kde_job, sample_job
 
 from .test_jobs import tree_digest
 
@@ -83,7 +83,7 @@ def test_sample_job_does_not_depend_on_the_workers(mixture, tmp_path):
     for i, workers in enumerate((1, 2)):
         out = tmp_path / f"s{i}.zarr"
         with connect(ClusterOptions(n_workers=workers)):
-            summary = textbook.sample(model, out, 50_000, chunk_rows=7_000, seed=5)
+            summary = sample_job.sample(model, out, 50_000, chunk_rows=7_000, seed=5)
         assert summary["complete"]
         digests.append(tree_digest(out))
     assert digests[0] == digests[1]
@@ -100,14 +100,14 @@ def test_impute_and_kde_jobs_write_row_aligned_outputs(mixture, tmp_path):
     path = tmp_path / "d.zarr"
     z = zarr.create_array(str(path), shape=X.shape, chunks=(1_000, 4), dtype="f8")
     z[:] = X
-    textbook.impute(str(path), model, tmp_path / "filled.zarr")
+    impute_job.impute(str(path), model, tmp_path / "filled.zarr")
     filled = zarr.open_group(str(tmp_path / "filled.zarr"), mode="r")
     np.testing.assert_allclose(filled["X"][:], conditional.impute(mixture._params(), X))
     assert filled.attrs["complete"] is True
     clean = tmp_path / "clean.zarr"
     zc = zarr.create_array(str(clean), shape=X.shape, chunks=(1_000, 4), dtype="f8")
     zc[:] = np.nan_to_num(X)
-    textbook.kde(str(clean), tmp_path / "density.zarr", bandwidth=0.5)
+    kde_job.kde(str(clean), tmp_path / "density.zarr", bandwidth=0.5)
     density = zarr.open_group(str(tmp_path / "density.zarr"), mode="r")["log_density"][:]
     ref = sm.KernelDensity(bandwidth=0.5).fit(np.nan_to_num(X)).score_samples(np.nan_to_num(X))
     np.testing.assert_allclose(density, ref, rtol=1e-10)

@@ -13,9 +13,9 @@ import zarr
 import streammix as sm
 from streammix.datasets import generate
 from streammix.engine.quantile import quantile
-from streammix.jobs import fit as fit_job
-from streammix.jobs import score as score_jobs
-from streammix.jobs.outputs import NOT_WRITTEN, OutputConflictError, is_complete
+from streammix.errors import OutputConflictError
+from streammix.io.outputs import NOT_WRITTEN, is_complete
+from streammix.jobs import fit_job, score_jobs
 
 
 def tree_digest(path: Path) -> str:

@@ -23,11 +23,11 @@ from sklearn.neighbors import KernelDensity as SklearnKernelDensity
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import streammix as sm
-from streammix import kde as kde_module
-from streammix.core.kde import MomentStats, bandwidth_factor, partial_logsumexp
+from streammix.core.kde_math import MomentStats, bandwidth_factor, partial_logsumexp
 from streammix.engine.data import ChunkedData
+from streammix.estimators import kernel_density as kde_module
+from streammix.estimators.kernel_density import KernelDensity
 from streammix.io.modelfile import META_FILE
-from streammix.kde import KernelDensity
 
 from .conftest import write_zarr
 

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 
 from streammix.core.frame import make_frame
-from streammix.core.kernel import (
-    NonFiniteRow,
-    estep,
-    normalise,
-    score_rows,
-    score_rows_masked,
-)
+from streammix.core.kernel import estep, normalise, score_rows, score_rows_masked
+from streammix.errors import NonFiniteRow
 
 from .test_families import random_params
 

@@ -15,8 +15,8 @@ import streammix as sm
 from streammix.errors import InvalidParameterError
 from streammix.io.location import Location, parse_storage_options, redact
 from streammix.io.modelfile import META_FILE, publish, read_model_dir, write_model_dir
-from streammix.jobs import score as score_jobs
-from streammix.jobs.outputs import ArraySpec, RowOutput, is_complete
+from streammix.io.outputs import ArraySpec, RowOutput, is_complete
+from streammix.jobs import score_jobs
 
 from .conftest import blobs
 

@@ -13,8 +13,9 @@ import zarr
 import streammix as sm
 from streammix.cluster import ClusterOptions
 from streammix.datasets import generate
+from streammix.errors import PipelineError
 from streammix.io.modelfile import publish
-from streammix.pipeline import PipelineError, load_pipeline, run_pipeline
+from streammix.pipeline import load_pipeline, run_pipeline
 
 from .test_cli import assert_one_line_error, run
 

@@ -7,10 +7,10 @@ Layer: edges. Commands live in modules by theme and register on the group in
 from __future__ import annotations
 
 from . import (  # noqa: F401 - register the commands
+    density_commands,
     job_commands,
     model_commands,
     run_command,
-    textbook_commands,
 )
 from .app import cli
 

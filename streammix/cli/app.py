@@ -25,8 +25,8 @@ from typing import Any
 
 import click
 
-from ..cluster import ClusterError
 from ..errors import (
+    ClusterError,
     InvalidInputError,
     InvalidInputTypeError,
     InvalidParameterError,

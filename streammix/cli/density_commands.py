@@ -11,17 +11,11 @@ import click
 
 from ..cluster import ClusterOptions, connect
 from ..errors import InvalidParameterError
-from ..jobs import textbook
-from ..selection import parse_component_counts
+from ..estimators.selection import parse_component_counts
+from ..jobs import impute_job, kde_job, sample_job, select_job
 from . import ui
 from .app import cli
-from .options import (
-    cluster_options,
-    data_argument,
-    json_option,
-    overwrite_option,
-    storage_option,
-)
+from .options import cluster_options, data_argument, json_option, overwrite_option, storage_option
 
 
 def parse_ks(text: str) -> list[int]:
@@ -68,7 +62,7 @@ def sample(
         ctx,
         cluster,
         "sample",
-        textbook.sample,
+        sample_job.sample,
         model,
         output,
         n_samples,
@@ -120,7 +114,7 @@ def impute(
         ctx,
         cluster,
         "impute",
-        textbook.impute,
+        impute_job.impute,
         data,
         model_dir,
         output,
@@ -185,7 +179,7 @@ def kde(
         ctx,
         cluster,
         "kde",
-        textbook.kde,
+        kde_job.kde,
         data,
         output,
         bandwidth=_bandwidth(bandwidth),
@@ -246,7 +240,7 @@ def select(
     """
     types = [t.strip() for t in covariance_types.split(",") if t.strip()]
     with connect(cluster):
-        summary = textbook.select_job(
+        summary = select_job.select_job(
             data,
             model_dir,
             n_components=parse_ks(ks),

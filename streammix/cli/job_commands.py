@@ -14,8 +14,7 @@ import click
 from .. import datasets
 from ..cluster import ClusterOptions, connect
 from ..io.location import as_location
-from ..jobs import fit as fit_job
-from ..jobs import score as score_jobs
+from ..jobs import fit_job, score_jobs
 from . import ui
 from .app import cli
 from .options import (

@@ -12,7 +12,7 @@ import click
 from ..cluster import ClusterOptions, connect
 from ..io.location import as_location
 from ..io.modelfile import load, publish
-from ..jobs.info import model_summary
+from ..jobs.info_job import model_summary
 from ..plotting import plot_model
 from . import ui
 from .app import cli

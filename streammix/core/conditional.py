@@ -45,9 +45,8 @@ from numpy.typing import ArrayLike
 from scipy import linalg
 from scipy.special import logsumexp
 
-from ..errors import InvalidInputError, InvalidParameterError
-from .families import CholeskyFailure
-from .families.base import LOG_2PI
+from ..errors import CholeskyFailure, InvalidInputError, InvalidParameterError
+from .families.interface import LOG_2PI
 from .params import MixtureParams
 
 __all__ = [

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from ..errors import SingularCovariance
+
 BANDWIDTH_RULES = ("scott", "silverman")
 
 # Sub-block sizes of the pairwise kernel: a (QUERY_ROWS, REF_ROWS) float64 block
@@ -50,10 +52,6 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # Residual variance, relative to the feature's variance, below which the data covariance
 # counts as singular.
 SINGULAR_RATIO = 1e-12
-
-
-class SingularCovariance(ValueError):
-    """The data covariance is not positive definite (data on a lower-dimensional subspace)."""
 
 
 def bandwidth_factor(rule: str, n_samples: int, n_features: int) -> float:

@@ -23,6 +23,7 @@ from typing import ParamSpec, TypeVar
 
 import numpy as np
 
+from ..errors import NonFiniteRow, UnscorableRow
 from .families import CovarianceFamily, Prepared
 from .frame import Frame
 from .stats import SufficientStats
@@ -34,22 +35,6 @@ _LOG_TINY = math.log(1e-30)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class NonFiniteRow(ValueError):
-    """A row holds NaN or infinity; ``row`` is its index within the chunk."""
-
-    def __init__(self, row: int) -> None:
-        super().__init__(row)
-        self.row = row
-
-
-class UnscorableRow(ValueError):
-    """A finite row has zero density under every component (it underflows)."""
-
-    def __init__(self, row: int) -> None:
-        super().__init__(row)
-        self.row = row
 
 
 def data_dtype(X: np.ndarray) -> np.dtype:

@@ -23,19 +23,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from ..errors import InfiniteEntry
 from .conditional import _patterns, _split
 from .frame import Frame
 from .kernel import estep
 from .params import MixtureParams
 from .stats import SufficientStats
-
-
-class InfiniteEntry(ValueError):
-    """A row holds an infinite value (NaN is allowed: it marks a missing entry)."""
-
-    def __init__(self, row: int) -> None:
-        super().__init__(row)
-        self.row = row
 
 
 def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> SufficientStats:

@@ -21,8 +21,8 @@ import logging
 
 import numpy as np
 
-from ..errors import DegenerateComponentError
-from .families import CholeskyFailure, CovarianceFamily
+from ..errors import CholeskyFailure, DegenerateComponentError
+from .families import CovarianceFamily
 from .params import MixtureParams
 from .stats import SufficientStats
 

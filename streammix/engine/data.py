@@ -23,43 +23,13 @@ import dask.array as da
 import numpy as np
 from dask.delayed import delayed
 
-from ..core.kernel import NonFiniteRow, UnscorableRow, first_nonfinite_row
-from ..errors import InvalidInputError
+from ..core.kernel import first_nonfinite_row
+from ..errors import NonFiniteInput, NonFiniteRow, UnscorableInput, UnscorableRow
 from .compute import compute, single_threaded_blas, single_threaded_blas_in_pools
 from .reduce import tree_reduce, tree_reduce_delayed
 
 # Rows per chunk when numpy input is split for the thread pool.
 NUMPY_CHUNK_ROWS = 65_536
-
-
-class NonFiniteInput(InvalidInputError):
-    """Input rows hold NaN or infinity; ``row`` is the first such row when ``first``."""
-
-    def __init__(self, row: int, first: bool = True) -> None:
-        where = f"row {row} is the first such row" if first else f"row {row} is one"
-        super().__init__(
-            f"Input contains NaN or infinity: {where}. "
-            "Remove or impute those rows before fitting or scoring."
-        )
-        self.row = row
-        self.first = first
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.row, self.first))
-
-
-class UnscorableInput(InvalidInputError):
-    """A finite row has zero density under every component."""
-
-    def __init__(self, row: int) -> None:
-        super().__init__(
-            f"Row {row} has zero density under every component (it lies too far from "
-            "the model for float64); check the row's scale against the model's data."
-        )
-        self.row = row
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.row,))
 
 
 def _on_chunk(func: Callable[..., Any], chunk: Any, offset: int, *args: Any) -> Any:

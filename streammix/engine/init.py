@@ -37,7 +37,8 @@ from ..core.kernel import hard_estep, weighted_estep
 from ..core.mstep import m_step
 from ..core.params import MixtureParams
 from ..core.stats import SufficientStats
-from .data import ChunkedData, NonFiniteInput
+from ..errors import NonFiniteInput
+from .data import ChunkedData
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 

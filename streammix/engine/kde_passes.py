@@ -1,9 +1,9 @@
 """Kernel density estimation over chunks: data moments, blockwise scoring, sampling.
 
-Layer: engine (dask + numpy), built on :mod:`streammix.core.kde`.
+Layer: engine (dask + numpy), built on :mod:`streammix.core.kde_math`.
 
 * :func:`moment_stats` summarises the reference rows (count, mean, centred
-  scatter) in one pass: per-chunk :class:`~streammix.core.kde.MomentStats`
+  scatter) in one pass: per-chunk :class:`~streammix.core.kde_math.MomentStats`
   around a shift taken from the first rows, tree-reduced.
 * :func:`score` evaluates every (query chunk, reference chunk) pair with the
   pairwise kernel and tree-reduces the partial log-sum-exps of each query chunk
@@ -23,7 +23,7 @@ import dask.array as da
 import numpy as np
 from dask.delayed import Delayed, delayed
 
-from ..core.kde import (
+from ..core.kde_math import (
     KernelPrep,
     MomentStats,
     combine_partials,
@@ -31,9 +31,10 @@ from ..core.kde import (
     sample_rows,
     whiten,
 )
-from ..core.kernel import NonFiniteRow, first_nonfinite_row
+from ..core.kernel import first_nonfinite_row
+from ..errors import NonFiniteInput, NonFiniteRow
 from .compute import compute, single_threaded_blas
-from .data import ChunkedData, NonFiniteInput
+from .data import ChunkedData
 from .reduce import tree_reduce, tree_reduce_delayed
 
 # Rows averaged for the shift of the moment pass: any point near the data will do.

@@ -24,8 +24,8 @@ import numpy as np
 from dask.delayed import delayed
 
 from ..core.kernel import BLOCK_ROWS, estep
-from ..core.online import OnlineSettings, OnlineState, update
 from ..core.stats import SufficientStats
+from ..core.stepwise import OnlineSettings, OnlineState, update
 from .compute import compute, single_threaded_blas
 from .data import ChunkedData, _on_chunk
 from .reduce import tree_reduce, tree_reduce_delayed

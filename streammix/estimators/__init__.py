@@ -5,9 +5,9 @@ Layer: edges.
 
 from __future__ import annotations
 
-from .kde import KernelDensity
-from .mixture import GaussianMixture
-from .online import OnlineGaussianMixture
-from .outliers import OutlierDetector
+from .gaussian_mixture import GaussianMixture
+from .kernel_density import KernelDensity
+from .online_mixture import OnlineGaussianMixture
+from .outlier_detector import OutlierDetector
 
 __all__ = ["GaussianMixture", "KernelDensity", "OnlineGaussianMixture", "OutlierDetector"]

@@ -14,9 +14,8 @@ from typing import Any, ClassVar
 import dask.array as da
 import numpy as np
 
-from ._estimator import Estimator
-from ._random import as_generator, draw_entropy
-from ._validation import (
+from .._random import as_generator, draw_entropy
+from .._validation import (
     Constraint,
     Interval,
     IsArrayLike,
@@ -26,18 +25,19 @@ from ._validation import (
     Options,
     check_params,
 )
-from .core import conditional, explain, sampling
-from .core.families import COVARIANCE_TYPES, CholeskyFailure, CovarianceFamily, get_family
-from .core.kernel import score_rows
-from .core.mstep import DEGENERATE_POLICIES
-from .core.params import MixtureParams
-from .engine import score as engine_score
-from .engine.data import ChunkedData
-from .engine.init import INIT_METHODS, InitSpec
-from .errors import InvalidParameterError
-from .io.inputs import as_chunked
-from .io.location import Location
-from .io.modelfile import write_model_dir
+from ..core import conditional, explain, sampling
+from ..core.families import COVARIANCE_TYPES, CovarianceFamily, get_family
+from ..core.kernel import score_rows
+from ..core.mstep import DEGENERATE_POLICIES
+from ..core.params import MixtureParams
+from ..engine import scoring as engine_score
+from ..engine.data import ChunkedData
+from ..engine.init import INIT_METHODS, InitSpec
+from ..errors import CholeskyFailure, InvalidParameterError
+from ..io.inputs import as_chunked
+from ..io.location import Location
+from ..io.modelfile import write_model_dir
+from .estimator import Estimator
 
 # Rules for the parameters every mixture has; subclasses add their own.
 COMMON_RULES: dict[str, list[Constraint]] = {
@@ -345,7 +345,7 @@ class BaseMixture(Estimator):
         return self._known(conditional.condition(params, features, values))
 
     def _known(self, params: MixtureParams) -> Any:
-        from .mixture import GaussianMixture
+        from .gaussian_mixture import GaussianMixture
 
         return GaussianMixture.from_parameters(
             params.weights,
@@ -431,7 +431,7 @@ class BaseMixture(Estimator):
 
         Rows scoring below it are outliers; the threshold is saved with the model.
         """
-        from .engine.quantile import quantile
+        from ..engine.quantile import quantile
 
         if not 0.0 < contamination <= 0.5:
             raise InvalidParameterError(f"contamination must be in (0, 0.5]; got {contamination}.")

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import InvalidInputError, NotFittedError
+from ..errors import InvalidInputError, NotFittedError
 
 
 class Estimator:

@@ -2,7 +2,7 @@
 
 Layer: edges. Validates arguments, turns input into chunks, and hands the
 work to the batch EM engine; scoring, sampling and model files come from
-:class:`~streammix._mixture_base.BaseMixture`.
+:class:`~streammix.estimators.density.BaseMixture`.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._mixture_base import COMMON_RULES, BaseMixture
-from ._random import as_generator, draw_entropy
-from ._validation import Constraint, Interval, IsBool, Options
-from .core.frame import Frame
-from .engine.batch import EMSettings, IterationReport, RunState, best_run, run_em
-from .engine.compute import blas_guarded
-from .engine.data import ChunkedData
-from .engine.init import initial_params, params_frame
-from .errors import ConvergenceWarning, InvalidInputError
-from .io.modelfile import register_kind
+from .._random import as_generator, draw_entropy
+from .._validation import Constraint, Interval, IsBool, Options
+from ..core.frame import Frame
+from ..engine.batch_em import EMSettings, IterationReport, RunState, best_run, run_em
+from ..engine.compute import blas_guarded
+from ..engine.data import ChunkedData
+from ..engine.init import initial_params, params_frame
+from ..errors import ConvergenceWarning, InvalidInputError
+from ..io.modelfile import register_kind
+from .density import COMMON_RULES, BaseMixture
 
 logger = logging.getLogger("streammix")
 

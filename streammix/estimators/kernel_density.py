@@ -1,7 +1,7 @@
 """``KernelDensity``: a Gaussian kernel density estimate over data of any size.
 
 Layer: edges. Validates arguments, turns input into chunks, and hands the work
-to :mod:`streammix.engine.kde`; the math lives in :mod:`streammix.core.kde`.
+to :mod:`streammix.engine.kde_passes`; the math lives in :mod:`streammix.core.kde_math`.
 A KDE is the mixture with one component per training row, so the fitted model
 keeps its training data (in memory, or as the lazy array it was read from) and
 model files either hold those rows or point to the Zarr array they came from.
@@ -16,17 +16,17 @@ from typing import Any, ClassVar
 import dask.array as da
 import numpy as np
 
-from ._estimator import Estimator
-from ._random import as_generator
-from ._validation import Constraint, Interval, IsRandomState, Options, check_params
-from .core.kde import BANDWIDTH_RULES, KernelPrep, SingularCovariance, kernel_cholesky
-from .engine import kde as engine_kde
-from .engine.compute import compute
-from .engine.data import ChunkedData
-from .errors import InvalidInputError, ModelFileError
-from .io.inputs import DEFAULT_ARRAY, as_chunked
-from .io.location import Location, as_location, is_location
-from .io.modelfile import register_kind, write_model_dir
+from .._random import as_generator
+from .._validation import Constraint, Interval, IsRandomState, Options, check_params
+from ..core.kde_math import BANDWIDTH_RULES, KernelPrep, kernel_cholesky
+from ..engine import kde_passes as engine_kde
+from ..engine.compute import compute
+from ..engine.data import ChunkedData
+from ..errors import InvalidInputError, ModelFileError, SingularCovariance
+from ..io.inputs import DEFAULT_ARRAY, as_chunked
+from ..io.location import Location, as_location, is_location
+from ..io.modelfile import register_kind, write_model_dir
+from .estimator import Estimator
 
 # A model directory holds the reference rows up to this many values (80 MB in float64);
 # beyond it, it can only point to the Zarr array the model was fitted from.

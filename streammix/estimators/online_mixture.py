@@ -15,26 +15,26 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._mixture_base import COMMON_RULES, BaseMixture
-from ._random import as_generator, draw_entropy
-from ._validation import Constraint, Interval, IsBool, IsNone
-from .core.frame import Frame
-from .core.online import (
+from .._random import as_generator, draw_entropy
+from .._validation import Constraint, Interval, IsBool, IsNone
+from ..core.frame import Frame
+from ..core.params import MixtureParams
+from ..core.stats import SufficientStats
+from ..core.stepwise import (
     OnlineSettings,
     OnlineState,
     default_warmup_rows,
     start_state,
     stats_from_params,
 )
-from .core.params import MixtureParams
-from .core.stats import SufficientStats
-from .engine.compute import blas_guarded
-from .engine.data import ChunkedData
-from .engine.init import initial_params, params_frame, sample_size
-from .engine.online import run_epoch
-from .errors import InvalidInputError, InvalidParameterError, NotFittedError
-from .io.location import Location
-from .io.modelfile import register_kind, write_model_dir
+from ..engine.compute import blas_guarded
+from ..engine.data import ChunkedData
+from ..engine.init import initial_params, params_frame, sample_size
+from ..engine.online_em import run_epoch
+from ..errors import InvalidInputError, InvalidParameterError, NotFittedError
+from ..io.location import Location
+from ..io.modelfile import register_kind, write_model_dir
+from .density import COMMON_RULES, BaseMixture
 
 logger = logging.getLogger("streammix")
 
@@ -47,7 +47,7 @@ class OnlineGaussianMixture(BaseMixture):
     :class:`~streammix.core.stats.SufficientStats` batch EM uses, updated by
     ``s <- (1 - g_t) s + g_t s(batch)`` with ``g_t = (t + learning_offset) **
     -learning_decay`` and an M-step after every update (see
-    :mod:`streammix.core.online` for the warm-up and the re-seeding of starved
+    :mod:`streammix.core.stepwise` for the warm-up and the re-seeding of starved
     components).
 
     Parameters

@@ -14,18 +14,18 @@ from typing import Any, ClassVar
 import dask.array as da
 import numpy as np
 
-from ._mixture_base import BaseMixture
-from ._random import as_generator
-from ._validation import Constraint, Interval, IsBool, IsRandomState, Options
-from .core.families import get_family
-from .core.params import MixtureParams
-from .engine.compute import blas_guarded
-from .engine.data import ChunkedData
-from .engine.init import params_frame
-from .engine.trimmed import trimmed_fit
-from .errors import InvalidInputError
-from .io.modelfile import register_kind
-from .mixture import GaussianMixture
+from .._random import as_generator
+from .._validation import Constraint, Interval, IsBool, IsRandomState, Options
+from ..core.families import get_family
+from ..core.params import MixtureParams
+from ..engine.compute import blas_guarded
+from ..engine.data import ChunkedData
+from ..engine.init import params_frame
+from ..engine.trimmed import trimmed_fit
+from ..errors import InvalidInputError
+from ..io.modelfile import register_kind
+from .density import BaseMixture
+from .gaussian_mixture import GaussianMixture
 
 
 def _moments_chunk(X: np.ndarray, offset: int) -> tuple[float, np.ndarray, np.ndarray]:

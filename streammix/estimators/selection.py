@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from ._random import as_generator, draw_entropy
-from .core.families import FAMILY_NAMES, get_family
-from .engine.batch import EMSettings, Holdout, IterationReport, RunState, estep_pass, run_em
-from .engine.compute import blas_guarded
-from .engine.init import draw_sample, fit_frame, kmeans_starts
-from .errors import InvalidInputError, InvalidParameterError
-from .io.inputs import as_chunked
-from .mixture import GaussianMixture
+from .._random import as_generator, draw_entropy
+from ..core.families import FAMILY_NAMES, get_family
+from ..engine.batch_em import EMSettings, Holdout, IterationReport, RunState, estep_pass, run_em
+from ..engine.compute import blas_guarded
+from ..engine.init import draw_sample, fit_frame, kmeans_starts
+from ..errors import InvalidInputError, InvalidParameterError
+from ..io.inputs import as_chunked
+from .gaussian_mixture import GaussianMixture
 
 CRITERIA = ("bic", "aic", "heldout")
 

@@ -21,9 +21,15 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from ..engine.data import ChunkedData, NonFiniteInput
-from ..errors import InvalidInputError, InvalidInputTypeError, StreammixError
-from .location import Location, StorageError, StorageOptions, as_location, is_location, redact
+from ..engine.data import ChunkedData
+from ..errors import (
+    InvalidInputError,
+    InvalidInputTypeError,
+    NonFiniteInput,
+    StorageError,
+    StreammixError,
+)
+from .location import Location, StorageOptions, as_location, is_location, redact
 
 DEFAULT_ARRAY = "X"
 

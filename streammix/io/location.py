@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidInputError, InvalidParameterError, StreammixError
+from ..errors import InvalidInputError, InvalidParameterError, StorageError, StreammixError
 
 # Schemes and the streammix extra that installs their filesystem package.
 EXTRAS = {
@@ -60,10 +60,6 @@ _SECRET_ENV = (
     "AZURE_CLIENT_SECRET",
 )
 _SECRET_OPTION = re.compile(r"(key|secret|token|password|credential|sas|connection)", re.I)
-
-
-class StorageError(StreammixError, RuntimeError):
-    """A store could not be reached or refused access (endpoint, network, credentials)."""
 
 
 StorageOptions = Mapping[str, Any]
@@ -473,6 +469,14 @@ def _write_local_atomic(path: str, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+Where = str | os.PathLike[str] | Location
+
+
+def locate(value: Any, storage_options: StorageOptions | None = None) -> Any:
+    """A location given as text becomes a :class:`Location`; data stay as they are."""
+    return as_location(value, storage_options) if is_location(value) else value
 
 
 def as_location(

@@ -30,22 +30,23 @@ The contract:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import zarr
+from dask.delayed import delayed
 
-from ..errors import InvalidInputError, StreammixError
-from ..io.location import Location, as_location
+from ..engine.compute import run_tasks
+from ..errors import InvalidInputError, OutputConflictError, StreammixError
+from .location import Location, as_location
+
+Progress = Callable[[int, int], None]
 
 NOT_WRITTEN = -2
 UNSCORABLE = -1
-
-
-class OutputConflictError(StreammixError, RuntimeError):
-    """The output exists and belongs to another job (or a shrunken input)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +312,37 @@ def open_output(location: Location, mode: str = "r") -> zarr.Group:
     with location.errors("open" if mode == "r" else "write"):
         store = location.zarr_store(read_only=mode == "r")
         return zarr.open_group(store=store, mode=mode)  # type: ignore[arg-type]
+
+
+def run_output(out: RowOutput, created: bool, work: Callable[[], int]) -> int:
+    """Run ``work`` (which writes chunks and returns how many), then mark ``out``
+    complete; on failure remove an output this run created."""
+    try:
+        written = work()
+        out.finish()
+    except BaseException:
+        if created:
+            out.remove()
+        raise
+    return written
+
+
+def write_lazy(out: RowOutput, name: str, lazy: Any, progress: Progress | None) -> int:
+    """Write the chunks of a lazy row-aligned array that ``out`` still misses."""
+    todo = out.todo(name)
+    if not todo:
+        return 0
+    if not isinstance(lazy, da.Array):
+        lazy = da.from_array(np.asarray(lazy), chunks=(out.chunk_rows, *np.shape(lazy)[1:]))
+    out.mark_incomplete()
+    blocks = lazy.to_delayed().reshape(lazy.numblocks[0], -1)[:, 0]
+    arrays = delayed(out.arrays(), traverse=False)
+    starts = np.concatenate([[0], np.cumsum(lazy.chunks[0])[:-1]])
+    tasks = [
+        delayed(write_rows, pure=True)(arrays, name, c, int(starts[c]), blocks[c]) for c in todo
+    ]
+    run_tasks(tasks, progress, name)
+    return len(todo)
 
 
 def write_rows(arrays: OutputArrays, name: str, chunk: int, start: int, values: np.ndarray) -> None:

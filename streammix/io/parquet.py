@@ -31,8 +31,8 @@ import dask.array as da
 import numpy as np
 
 from ..engine.data import ChunkedData
-from ..errors import InvalidInputError
-from .location import Location, StorageError
+from ..errors import InvalidInputError, StorageError
+from .location import Location
 
 SUFFIXES = (".parquet", ".pq", ".parq")
 MIN_CHUNK_ROWS = 65_536

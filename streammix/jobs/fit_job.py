@@ -20,18 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from .._mixture_base import BaseMixture
 from ..core.families import get_family
 from ..core.frame import Frame
 from ..core.params import MixtureParams
-from ..engine.batch import IterationReport, RunState
+from ..engine.batch_em import IterationReport, RunState
 from ..errors import InvalidInputError, InvalidParameterError, ModelFileError
+from ..estimators.density import BaseMixture
+from ..estimators.gaussian_mixture import GaussianMixture
+from ..estimators.online_mixture import OnlineGaussianMixture
+from ..estimators.outlier_detector import OutlierDetector
 from ..io.inputs import as_chunked
 from ..io.location import Location, StorageOptions, as_location, is_location
 from ..io.modelfile import read_model_dir, write_model_dir
-from ..mixture import GaussianMixture
-from ..online import OnlineGaussianMixture
-from ..outliers import OutlierDetector
 
 logger = logging.getLogger("streammix")
 

@@ -1,14 +1,13 @@
 """Scoring and outlier-flagging jobs: a model, an input, a row-aligned output.
 
 Layer: edges. One task per input chunk reads the chunk, scores it and writes
-its rows of the output (see :mod:`streammix.jobs.outputs` for the contract
+its rows of the output (see :mod:`streammix.io.outputs` for the contract
 that makes the jobs safe to kill, re-run and extend).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,33 +18,18 @@ from ..core.families import Prepared
 from ..core.kernel import score_rows_masked
 from ..engine import quantile as quantiles
 from ..engine.compute import run_tasks
-from ..engine.data import ChunkedData, NonFiniteInput, _on_chunk
-from ..engine.score import prepare_for
-from ..errors import InvalidInputError, InvalidParameterError
+from ..engine.data import ChunkedData, _on_chunk
+from ..engine.scoring import prepare_for
+from ..errors import InvalidInputError, InvalidParameterError, NonFiniteInput
 from ..io.inputs import as_chunked, input_id, open_zarr_array
-from ..io.location import Location, StorageOptions, as_location, is_location
+from ..io.location import StorageOptions, Where, as_location, locate
 from ..io.modelfile import load, model_checksum
-from .outputs import (
-    UNSCORABLE,
-    ArraySpec,
-    OutputArrays,
-    RowOutput,
-    member,
-    regular_chunk_rows,
-)
+from ..io.outputs import UNSCORABLE, ArraySpec, OutputArrays, RowOutput, member, regular_chunk_rows
 
 logger = logging.getLogger("streammix")
 
 ON_INVALID = ("error", "skip", "flag")
 Progress = Callable[[int, int], None]
-
-
-Where = str | os.PathLike[str] | Location
-
-
-def locate(value: Any, storage_options: StorageOptions | None) -> Any:
-    """A location given as text becomes a :class:`Location`; data stay as they are."""
-    return as_location(value, storage_options) if is_location(value) else value
 
 
 def _check_on_invalid(on_invalid: str) -> None:
@@ -67,7 +51,7 @@ def _score_task(
     ll, label = score_rows_masked(X, prep)
     bad = np.isnan(ll)
     if bad.any() and on_invalid == "error":
-        from ..core.kernel import NonFiniteRow
+        from ..errors import NonFiniteRow
 
         raise NonFiniteRow(int(np.flatnonzero(bad)[0]))
     out.write("log_likelihood", chunk, offset, ll)

@@ -7,7 +7,7 @@ requests, then writes the same float64 column chunk by chunk, each chunk
 durable on its own (what makes a killed job resumable):
 
 * streammix: the output's arrays opened once, then per chunk one write of its rows
-  and one of its progress mark (:class:`streammix.jobs.outputs.OutputArrays`);
+  and one of its progress mark (:class:`streammix.io.outputs.OutputArrays`);
 * Icechunk: a writable session per chunk, the chunk written, the session committed.
 
 Prints milliseconds and requests per committed chunk, and the requests of one read
@@ -26,7 +26,7 @@ import numpy as np
 import zarr
 
 import streammix as sm
-from streammix.jobs.outputs import ArraySpec, RowOutput
+from streammix.io.outputs import ArraySpec, RowOutput
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3_server import CountingProxy, S3Server

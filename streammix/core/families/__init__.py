@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from functools import cache
 
-from .base import CholeskyFailure, CovarianceFamily, Prepared
+from ...errors import CholeskyFailure
 from .diag import DiagCovariance
 from .full import FullCovariance
+from .interface import CovarianceFamily, Prepared
 from .lowrank import LowRankCovariance
 from .spherical import SphericalCovariance
 from .tied import TiedCovariance

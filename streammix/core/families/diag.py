@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import CholeskyFailure
 from ..frame import Frame
-from .base import CholeskyFailure, LinearInFeatures, Prepared, frame_means
+from .interface import LinearInFeatures, Prepared, frame_means
 
 
 def positive_variances_precision_cholesky(variances: np.ndarray) -> np.ndarray:

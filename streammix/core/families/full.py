@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
+from ...errors import CholeskyFailure
 from ..frame import Frame
-from .base import CholeskyFailure, LinearInFeatures, Prepared, frame_means
+from .interface import LinearInFeatures, Prepared, frame_means
 
 # Widest data for the packed-features kernel (its feature matrix has D(D+1)/2 + D rows).
 PACKED_MAX_FEATURES = 64

@@ -32,14 +32,6 @@ from ..frame import Frame
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-class CholeskyFailure(Exception):
-    """Some components' covariances are not positive definite."""
-
-    def __init__(self, components: tuple[int, ...]) -> None:
-        super().__init__(components)
-        self.components = components
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class Prepared:
     """Per-iteration constants a kernel needs, in frame units and the data dtype.

@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
-from ...errors import InvalidParameterError
+from ...errors import CholeskyFailure, InvalidParameterError
 from ..frame import Frame
 from ..params import MixtureParams
-from .base import LOG_2PI, CholeskyFailure, CovarianceFamily, Prepared, frame_means
 from .diag import check_positive
+from .interface import LOG_2PI, CovarianceFamily, Prepared, frame_means
 
 
 def _split(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..frame import Frame
-from .base import LinearInFeatures, Prepared, frame_means
 from .diag import check_positive, positive_variances_precision_cholesky
+from .interface import LinearInFeatures, Prepared, frame_means
 
 
 class SphericalCovariance(LinearInFeatures):

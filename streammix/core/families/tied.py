@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import CholeskyFailure
 from ..frame import Frame
-from .base import CholeskyFailure, CovarianceFamily, Prepared, frame_means
 from .full import check_spd, cholesky_upper_precisions
+from .interface import CovarianceFamily, Prepared, frame_means
 
 
 class TiedCovariance(CovarianceFamily):
