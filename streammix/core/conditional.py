@@ -154,7 +154,7 @@ def _check_scorable(log_density: np.ndarray, rows: np.ndarray) -> None:
 
 # ------------------------------------------------- one (pattern, component)
 @dataclass(frozen=True, slots=True)
-class _Split:
+class ComponentSplit:
     """One component's algebra for one split of the features into ``o`` and ``u``.
 
     ``chol`` is ``C`` (lower, ``S_oo = C C^T``), ``gain`` is ``A = C^-1 S_ou``
@@ -188,14 +188,14 @@ class _Split:
         return 0.5 * (sc + sc.T)
 
 
-def _split(
+def split_component(
     cov: np.ndarray,
     mean: np.ndarray,
     log_w: float,
     observed: np.ndarray,
     missing: np.ndarray,
     component: int,
-) -> _Split:
+) -> ComponentSplit:
     try:
         chol = np.linalg.cholesky(cov[np.ix_(observed, observed)])
     except np.linalg.LinAlgError:
@@ -207,7 +207,7 @@ def _split(
         chol, cov[np.ix_(observed, missing)], lower=True, check_finite=False
     )
     log_det = float(np.sum(np.log(np.diagonal(chol))))
-    return _Split(
+    return ComponentSplit(
         chol=chol,
         gain=gain,
         log_const=float(log_w) - log_det - 0.5 * observed.size * LOG_2PI,
@@ -217,7 +217,7 @@ def _split(
     )
 
 
-def _patterns(missing: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def missing_patterns(missing: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(rows, observed, missing)`` index arrays for every distinct row of ``missing``."""
     if missing.shape[0] == 0:
         return
@@ -254,7 +254,7 @@ def _mixture_moments(
     # subtraction below); it is reported by name instead of warned about.
     with np.errstate(over="ignore", invalid="ignore"):
         for k in active:
-            part = _split(dense[k], params.means[k], log_w[k], observed, missing, int(k))
+            part = split_component(dense[k], params.means[k], log_w[k], observed, missing, int(k))
             z = part.whiten(Xo)
             lp = part.log_density(z)
             new_top = np.maximum(top, lp)
@@ -287,7 +287,10 @@ def _mixture_draws(
     through the Cholesky factor of the component's conditional covariance.
     """
     log_w, active = _log_weights(params)
-    parts = [_split(dense[k], params.means[k], log_w[k], observed, missing, int(k)) for k in active]
+    parts = [
+        split_component(dense[k], params.means[k], log_w[k], observed, missing, int(k))
+        for k in active
+    ]
     with np.errstate(over="ignore"):
         lp = np.stack([part.log_density(part.whiten(Xo)) for part in parts])
     top = lp.max(axis=0)
@@ -414,7 +417,7 @@ def condition(params: MixtureParams, features: ArrayLike, values: ArrayLike) -> 
     lp = np.empty(params.n_components)
     means = np.empty((params.n_components, missing.size))
     for k in range(params.n_components):
-        part = _split(dense[k], params.means[k], log_w[k], observed, missing, k)
+        part = split_component(dense[k], params.means[k], log_w[k], observed, missing, k)
         z = part.whiten(v[None, :])
         with np.errstate(over="ignore"):
             lp[k] = part.log_density(z)[0]
@@ -469,7 +472,7 @@ def log_marginal_density(params: MixtureParams, X: ArrayLike) -> np.ndarray:
     A = _check_rows(params, X)
     out = np.zeros(A.shape[0])
     dense = params.dense_covariances()
-    for rows, observed, missing in _patterns(np.isnan(A)):
+    for rows, observed, missing in missing_patterns(np.isnan(A)):
         if observed.size == 0:
             continue
         log_density, _ = _mixture_moments(
@@ -535,7 +538,7 @@ def impute(
     dense = params.dense_covariances()
     if n_draws == 0:
         out = A.copy()
-        for rows, observed, missing in _patterns(nan):
+        for rows, observed, missing in missing_patterns(nan):
             if missing.size == 0:
                 continue
             _, mean = _mixture_moments(
@@ -547,7 +550,7 @@ def impute(
     uniforms = rng.random((n_draws, n))
     normals = rng.standard_normal((n_draws, n, d))
     draws = np.broadcast_to(A, (n_draws, n, d)).copy()
-    for rows, observed, missing in _patterns(nan):
+    for rows, observed, missing in missing_patterns(nan):
         if missing.size == 0:
             continue
         cells = (rows[:, None], missing[None, :])

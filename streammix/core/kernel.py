@@ -4,14 +4,18 @@ Layer: math (numpy only; no dask, no I/O). Pure functions: the same chunk and
 parameters always give the same bits.
 
 Rows are processed in blocks of ``BLOCK_ROWS``, moved into the fit's frame and
-transposed, so that the family's two GEMMs (log-densities ``A @ F`` and sums
-``F @ resp.T``) see the block as a long contiguous inner or outer dimension.
+transposed, so that the two GEMMs of the family's block kernel (log-densities
+``A @ F`` and sums ``F @ resp.T``) see the block as a long contiguous inner or
+outer dimension. The kernel is the one carried by the prepared values (or, for
+given responsibilities, the one the family chooses for the data's width); this
+module never asks which family it serves.
 Float32 data stay float32 through the GEMMs; every block's result is added to
 float64 accumulators. Responsibilities below ``1e-30`` are set to zero: they
 change no statistic, and subnormal values slow the GEMMs down by half.
 
 When several models are evaluated on the same chunk (restarts, model
-selection), rows are read and moved into each distinct frame once.
+selection), rows are read and moved into each distinct frame once, and each
+distinct kernel builds its feature matrix once per frame.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
 from ..errors import NonFiniteRow, UnscorableRow
-from .families import CovarianceFamily, Prepared
+from .families import BlockKernel, CovarianceFamily, Prepared
 from .frame import Frame
 from .stats import SufficientStats
 
@@ -123,29 +127,29 @@ def estep(
     """
     n, d = X.shape
     dtype = data_dtype(X)
-    accs = [np.zeros(p.family.sums_shape(p.n_components, d)) for p in preps]
+    accs = [np.zeros(p.kernel.sums_shape(p.n_components, d)) for p in preps]
     s0 = [np.zeros(p.n_components) for p in preps]
     loglik = [0.0] * len(preps)
     for start in _blocks(n, block_rows):
         xb = X[start : start + block_rows]
         moved: dict[Frame, np.ndarray] = {}
-        feats: dict[tuple[Frame, str], np.ndarray] = {}
+        feats: dict[tuple[Frame, BlockKernel[Any]], np.ndarray] = {}
         for i, p in enumerate(preps):
             y = moved.get(p.frame)
             if y is None:
                 y = moved[p.frame] = p.frame.to_frame(xb, dtype)
-            F = feats.get((p.frame, p.family.name))
+            F = feats.get((p.frame, p.kernel))
             if F is None:
-                F = feats[(p.frame, p.family.name)] = p.family.features(y)
-            lp, ctx = p.family.log_joint(F, y, p)
+                F = feats[(p.frame, p.kernel)] = p.kernel.features(y)
+            lp, ctx = p.kernel.log_joint(F, y, p)
             resp, log_norm = normalise(lp)
             _check_block(xb, log_norm, start)
             loglik[i] += float(log_norm.sum())
             s0[i] += resp.sum(axis=1, dtype=np.float64)
-            p.family.add_block_sums(accs[i], F, y, resp, p, ctx)
+            p.kernel.add_block_sums(accs[i], F, y, resp, p, ctx)
     out = []
     for i, p in enumerate(preps):
-        s1, s2 = p.family.split_sums(accs[i], p.n_components, d)
+        s1, s2 = p.kernel.split_sums(accs[i], p.n_components, d)
         out.append(SufficientStats(float(n), loglik[i], s0[i], s1, s2, p.frame))
     return tuple(out)
 
@@ -172,7 +176,7 @@ def score_rows(
     for start in _blocks(n, block_rows):
         xb = X[start : start + block_rows]
         y = prep.frame.to_frame(xb, dtype)
-        lp, _ = prep.family.log_joint(prep.family.features(y), y, prep)
+        lp, _ = prep.kernel.log_joint(prep.kernel.features(y), y, prep)
         if what == "label":
             bad = first_nonfinite_row(xb)
             if bad is not None:
@@ -218,10 +222,11 @@ def hard_estep(
     n, d = X.shape
     dtype = data_dtype(X)
     frame = frame.for_dtype(dtype)
+    kernel = fam.kernel(d)
     k = centers.shape[0]
     c = centers.astype(dtype)
     half_norms = 0.5 * np.sum(centers * centers, axis=1).astype(dtype)
-    acc = np.zeros(fam.sums_shape(k, d))
+    acc = np.zeros(kernel.sums_shape(k, d))
     s0 = np.zeros(k)
     for start in _blocks(n, block_rows):
         xb = X[start : start + block_rows]
@@ -232,8 +237,8 @@ def hard_estep(
         resp = np.zeros((k, y.shape[1]), dtype=dtype)
         resp[label, np.arange(y.shape[1])] = 1.0
         s0 += np.bincount(label, minlength=k)
-        fam.add_block_sums(acc, fam.features(y), y, resp)
-    s1, s2 = fam.split_sums(acc, k, d)
+        kernel.add_block_sums(acc, kernel.features(y), y, resp)
+    s1, s2 = kernel.split_sums(acc, k, d)
     return SufficientStats(float(n), 0.0, s0, s1, s2, frame)
 
 
@@ -244,10 +249,11 @@ def weighted_estep(
     n, d = X.shape
     dtype = data_dtype(X)
     frame = frame.for_dtype(dtype)
+    kernel = fam.kernel(d)
     k = resp.shape[1]
     y = frame.to_frame(X, dtype)
-    acc = np.zeros(fam.sums_shape(k, d))
+    acc = np.zeros(kernel.sums_shape(k, d))
     r = np.ascontiguousarray(resp.T, dtype=dtype)
-    fam.add_block_sums(acc, fam.features(y), y, r)
-    s1, s2 = fam.split_sums(acc, k, d)
+    kernel.add_block_sums(acc, kernel.features(y), y, r)
+    s1, s2 = kernel.split_sums(acc, k, d)
     return SufficientStats(float(n), 0.0, resp.sum(axis=0), s1, s2, frame)

@@ -24,11 +24,15 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ..errors import InfiniteEntry
-from .conditional import _patterns, _split
+from .conditional import missing_patterns, split_component
 from .frame import Frame
 from .kernel import estep
 from .params import MixtureParams
 from .stats import SufficientStats
+
+# What NaN in the data means to a fit: an error naming the first such row, or missing
+# values handled by this module.
+MISSING_POLICIES = ("error", "em")
 
 
 def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> SufficientStats:
@@ -70,7 +74,7 @@ def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> Suffici
     s1 = np.zeros((k, d))
     m2 = np.zeros((k, d, d))
     loglik = 0.0
-    for rows, obs, miss in _patterns(missing[rows_all]):
+    for rows, obs, miss in missing_patterns(missing[rows_all]):
         Yo = Y[np.ix_(rows, obs)]
         n = rows.size
         lp = np.empty((n, k))
@@ -82,7 +86,7 @@ def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> Suffici
                 filled[j][:] = means[j]
                 cond_cov[j] = dense[j]
                 continue
-            part = _split(dense[j], means[j], log_w[j], obs, miss, j)
+            part = split_component(dense[j], means[j], log_w[j], obs, miss, j)
             z = part.whiten(Yo)
             lp[:, j] = part.log_density(z)
             filled[j][:, obs] = Yo

@@ -12,7 +12,8 @@ Policy for a degenerate component (``on_degenerate``):
   naming the components and the remedies.
 * ``"reseed"`` replaces each degenerate component by half of the heaviest
   healthy component, split along that component's principal axis, and
-  continues; a tied covariance that is singular cannot be reseeded and raises.
+  continues; a covariance shared by all components (``family.shared_covariance``)
+  that is singular cannot be reseeded and raises.
 """
 
 from __future__ import annotations
@@ -29,19 +30,13 @@ from .stats import SufficientStats
 logger = logging.getLogger("streammix")
 
 EMPTY_WEIGHT = 1e-10
-_EPS = 10 * np.finfo(np.float64).eps  # added to every count, as scikit-learn does
+COUNT_GUARD = 10 * np.finfo(np.float64).eps  # added to every count, as scikit-learn does
 
 DEGENERATE_POLICIES = ("error", "reseed")
 
 
 def degenerate_message(components: tuple[int, ...], family: CovarianceFamily) -> str:
-    which = (
-        "the shared (tied) covariance"
-        if family.name == "tied"
-        else "component"
-        + ("s " if len(components) > 1 else " ")
-        + ", ".join(str(c) for c in components)
-    )
+    which = family.describe_degenerate(components)
     return (
         f"Fitting the mixture model failed because {which} ended with an ill-defined "
         "covariance (collapsed onto a single row, a few identical rows or a subspace, or "
@@ -54,7 +49,7 @@ def _frame_params(
     stats: SufficientStats, family: CovarianceFamily, reg_covar: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weights, means and covariances in frame units."""
-    nk = stats.s0 + _EPS
+    nk = stats.s0 + COUNT_GUARD
     weights = nk / nk.sum()
     reg = reg_covar / stats.frame.scale**2
     means, cov = family.mstep_frame(nk, stats.s1, stats.s2, reg)
@@ -71,25 +66,30 @@ def _to_original(
     """Frame-unit parameters to original units; raises ``CholeskyFailure``."""
     frame = stats.frame
     bad_weight = tuple(int(k) for k in np.flatnonzero(weights < EMPTY_WEIGHT))
-    if bad_weight and family.name != "tied":
+    # An empty component's own covariance is noise; a shared one is still estimated
+    # from every row.
+    if bad_weight and not family.shared_covariance:
         raise CholeskyFailure(bad_weight)
     prec_chol = family.precision_cholesky(cov) / frame.scale
-    return MixtureParams(
-        family,
-        weights,
-        frame.shift + frame.scale * means,
-        cov * frame.scale**2,
-        prec_chol,
-    )
+    # The frame's scale is a power of two: the family rescales its layout exactly (a
+    # low-rank factor by the scale, variances by its square).
+    original = family.rescaled(cov, np.full(means.shape[1], frame.scale))
+    return MixtureParams(family, weights, frame.shift + frame.scale * means, original, prec_chol)
 
 
-def _split_into(
+def split_into(
     family: CovarianceFamily,
     weights: np.ndarray,
     means: np.ndarray,
     cov: np.ndarray,
     bad: tuple[int, ...],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights, means and covariances with each ``bad`` component replaced by half of
+    the heaviest healthy one, split along its principal axis (the re-seeding policy).
+
+    ``family`` must give each component its own covariance (not
+    ``family.shared_covariance``); the inputs are not modified.
+    """
     weights, means, cov = weights.copy(), means.copy(), cov.copy()
     k, d = means.shape
     dense = family.dense(cov, k, d)
@@ -131,10 +131,12 @@ def m_step(
         return _to_original(family, stats, weights, means, cov)
     except CholeskyFailure as failure:
         bad = failure.components
-    if on_degenerate != "reseed" or family.name == "tied" or len(bad) >= len(weights):
+    # Re-seeding copies a healthy component's own covariance; a shared covariance
+    # has none per component to copy.
+    if on_degenerate != "reseed" or family.shared_covariance or len(bad) >= len(weights):
         raise DegenerateComponentError(degenerate_message(bad, family))
     logger.warning("re-seeding degenerate component(s) %s by splitting the heaviest", bad)
-    weights, means, cov = _split_into(family, weights, means, cov, bad)
+    weights, means, cov = split_into(family, weights, means, cov, bad)
     try:
         return _to_original(family, stats, weights, means, cov)
     except CholeskyFailure as failure:

@@ -70,12 +70,11 @@ class MixtureParams:
 
     def to_full(self) -> MixtureParams:
         """The same mixture with dense ("full") covariances."""
-        from .families import get_family
-
-        if self.family.name == "full":
+        dense = self.family.dense_family()
+        if dense is self.family:
             return self
         return MixtureParams.from_covariances(
-            get_family("full"), self.weights, self.means, self.dense_covariances()
+            dense, self.weights, self.means, self.dense_covariances()
         )
 
     def n_parameters(self) -> int:
@@ -84,9 +83,10 @@ class MixtureParams:
         return self.family.n_covariance_parameters(k, d) + k * d + k - 1
 
     def prepare(self, frame: Frame, dtype: np.dtype | type) -> Prepared:
-        """Kernel constants for rows of ``dtype`` in ``frame``."""
+        """Kernel constants for rows of ``dtype`` in ``frame``, for the block kernel the
+        family chooses for this number of features."""
         dt = np.dtype(dtype)
-        return self.family.prepare(
+        return self.family.kernel(self.n_features).prepare(
             self.weights, self.means, self.precisions_cholesky, frame.for_dtype(dt), dt
         )
 

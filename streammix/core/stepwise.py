@@ -17,7 +17,9 @@ Three measures keep early, noisy updates from ruining the fit:
 * **Collapse re-seeding.** A component whose weight falls below
   ``COLLAPSE_WEIGHT / K`` is starved, not converged: it is replaced by half of
   the heaviest component, split along its principal axis, in the running
-  statistics themselves (so the next update does not undo it).
+  statistics themselves (so the next update does not undo it). Families whose
+  components share one covariance are left as they are: a starved component
+  still has a well-defined covariance.
 * **Averaging** (optional). Polyak–Ruppert averages of the parameters after a
   burn-in reduce the noise of the last updates.
 
@@ -32,7 +34,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .families import CovarianceFamily
-from .mstep import _EPS, _split_into, m_step
+from .mstep import COUNT_GUARD, m_step, split_into
 from .params import MixtureParams
 from .stats import SufficientStats
 
@@ -129,7 +131,7 @@ def stats_from_params(
     frame = template.frame
     family = params.family
     means = (params.means - frame.shift) / frame.scale
-    cov = params.covariances / frame.scale**2
+    cov = family.rescaled(params.covariances, np.full(params.n_features, 1.0 / frame.scale))
     reg = reg_covar / frame.scale**2
     s0 = params.weights.copy()
     s2 = family.second_moments(s0, means, cov, reg)
@@ -143,11 +145,13 @@ def _reseed_collapsed(
     k = stats.n_components
     weights = stats.s0 / stats.s0.sum()
     bad = tuple(int(i) for i in np.flatnonzero(weights < COLLAPSE_WEIGHT / k))
-    if not bad or len(bad) >= k or family.name == "tied":
+    # Re-seeding copies the heaviest component's own covariance; a shared covariance
+    # has none per component (and stays well defined for starved ones).
+    if not bad or len(bad) >= k or family.shared_covariance:
         return stats, 0
-    nk = stats.s0 + _EPS
+    nk = stats.s0 + COUNT_GUARD
     means, cov = family.mstep_frame(nk, stats.s1, stats.s2, 0.0)
-    new_w, new_means, new_cov = _split_into(family, weights, means, cov, bad)
+    new_w, new_means, new_cov = split_into(family, weights, means, cov, bad)
     s0 = new_w * stats.s0.sum()
     s2 = family.second_moments(s0, new_means, new_cov, 0.0)
     return replace(stats, s0=s0, s1=s0[:, None] * new_means, s2=s2), len(bad)

@@ -9,11 +9,14 @@ outer size ``2D``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ...errors import CholeskyFailure
 from ..frame import Frame
-from .interface import LinearInFeatures, Prepared, frame_means
+from .interface import CovarianceFamily, frame_means, log_constants
+from .linear_kernel import LinearKernel, LinearPrepared
 
 
 def positive_variances_precision_cholesky(variances: np.ndarray) -> np.ndarray:
@@ -31,8 +34,55 @@ def check_positive(values: np.ndarray, what: str) -> None:
         raise ValueError(f"{what!r} should be positive")
 
 
-class DiagCovariance(LinearInFeatures):
+def squares_features(y: np.ndarray) -> np.ndarray:
+    """``[y; y*y]`` for a ``(D, n)`` block."""
+    d = y.shape[0]
+    F = np.empty((2 * d, y.shape[1]), dtype=y.dtype)
+    F[:d] = y
+    np.multiply(y, y, out=F[d:])
+    return F
+
+
+@dataclass(frozen=True, slots=True)
+class DiagKernel(LinearKernel):
+    """``F = [y; y*y]``, ``A = [P'm', -P'/2]``."""
+
+    family: DiagCovariance
+
+    def prepare(
+        self,
+        weights: np.ndarray,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
+        frame: Frame,
+        dtype: np.dtype,
+    ) -> LinearPrepared:
+        d = means.shape[1]
+        m = frame_means(means, frame)
+        L = prec_chol * frame.scale
+        P = L * L
+        linear = np.concatenate([P * m, -0.5 * P], axis=1)
+        const = log_constants(
+            weights, self.family.log_det_cholesky(L, d), np.sum(P * m * m, axis=1), d, frame
+        )
+        return LinearPrepared(self, frame, np.dtype(dtype), const, linear.astype(dtype))
+
+    def features(self, y: np.ndarray) -> np.ndarray:
+        return squares_features(y)
+
+    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        return (2 * n_features, n_components)
+
+    def split_sums(
+        self, acc: np.ndarray, n_components: int, n_features: int
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        d = n_features
+        return np.ascontiguousarray(acc[:d].T), (np.ascontiguousarray(acc[d:].T),)
+
+
+class DiagCovariance(CovarianceFamily):
     name = "diag"
+    sklearn_name = "diag"
 
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         return (n_components, n_features)
@@ -67,42 +117,14 @@ class DiagCovariance(LinearInFeatures):
     def marginal(self, covariances: np.ndarray, features: np.ndarray) -> np.ndarray:
         return covariances[:, features]
 
+    def rescaled(self, covariances: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        return covariances * scale**2
+
     def check_positive_definite(self, matrices: np.ndarray, what: str) -> None:
         check_positive(matrices, what)
 
-    def prepare(
-        self,
-        weights: np.ndarray,
-        means: np.ndarray,
-        prec_chol: np.ndarray,
-        frame: Frame,
-        dtype: np.dtype,
-    ) -> Prepared:
-        d = means.shape[1]
-        m = frame_means(means, frame)
-        L = prec_chol * frame.scale
-        P = L * L
-        linear = np.concatenate([P * m, -0.5 * P], axis=1)
-        const = self._const(
-            weights, self.log_det_cholesky(L, d), np.sum(P * m * m, axis=1), d, frame
-        )
-        return Prepared(self, linear.astype(dtype), const, None, frame, np.dtype(dtype))
-
-    def features(self, y: np.ndarray) -> np.ndarray:
-        d = y.shape[0]
-        F = np.empty((2 * d, y.shape[1]), dtype=y.dtype)
-        F[:d] = y
-        np.multiply(y, y, out=F[d:])
-        return F
-
-    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
-        return (2 * n_features, n_components)
-
-    def split_sums(
-        self, acc: np.ndarray, n_components: int, n_features: int
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        d = n_features
-        return np.ascontiguousarray(acc[:d].T), (np.ascontiguousarray(acc[d:].T),)
+    def kernel(self, n_features: int) -> DiagKernel:
+        return DiagKernel(self)
 
     def covariances_from_stats(
         self,

@@ -2,20 +2,25 @@
 
 Layer: math (numpy/scipy only).
 
-Kernel, up to ``PACKED_MAX_FEATURES`` features: with ``F = [y; y_i y_j for
-i <= j]`` (``D + D(D+1)/2`` rows), the log-density of every component is one
-GEMM ``A @ F`` (``A`` holds ``P'm'`` and the upper triangle of ``-P'/2`` with
-doubled off-diagonals), and every component's first and second moments are one
-GEMM ``F @ resp.T``. Packing the triangle halves both GEMMs against the dense
-``y y^T``, and stacking the components makes them large.
+Two block kernels, chosen once per width of data by :meth:`FullCovariance.kernel`:
 
-Beyond that width ``F`` would outgrow any cache (``D^2 / 2`` rows per block), so
-each component whitens the block with its own factor, ``z = L'^T (y - m')``, and
-accumulates ``(y r) y^T``: ``4 N K D^2`` flops in ``D x D`` GEMMs.
+* :class:`PackedKernel`, up to ``PACKED_MAX_FEATURES`` features: with ``F = [y;
+  y_i y_j for i <= j]`` (``D + D(D+1)/2`` rows), the log-density of every
+  component is one GEMM ``A @ F`` (``A`` holds ``P'm'`` and the upper triangle
+  of ``-P'/2`` with doubled off-diagonals), and every component's first and
+  second moments are one GEMM ``F @ resp.T``. Packing the triangle halves both
+  GEMMs against the dense ``y y^T``, and stacking the components makes them large.
+* :class:`WhiteningKernel`, beyond that width, where ``F`` would outgrow any
+  cache (``D^2 / 2`` rows per block): each component whitens the block with its
+  own factor, ``z = L'^T (y - m')``, and accumulates ``(y r) y^T``: ``4 N K D^2``
+  flops in ``D x D`` GEMMs.
+
+Both give the statistics in the same layout, so the M-step does not know which ran.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -24,7 +29,8 @@ from scipy import linalg
 
 from ...errors import CholeskyFailure
 from ..frame import Frame
-from .interface import LinearInFeatures, Prepared, frame_means
+from .interface import BlockKernel, CovarianceFamily, Prepared, frame_means, log_constants
+from .linear_kernel import LinearKernel, LinearPrepared
 
 # Widest data for the packed-features kernel (its feature matrix has D(D+1)/2 + D rows).
 PACKED_MAX_FEATURES = 64
@@ -77,8 +83,137 @@ def check_spd(matrices: np.ndarray, what: str) -> None:
             raise ValueError(f"{what!r} should be symmetric, positive-definite")
 
 
-class FullCovariance(LinearInFeatures):
+@dataclass(frozen=True, slots=True)
+class PackedKernel(LinearKernel):
+    """``F = [y; upper triangle of y y^T]``: one GEMM for all log-densities, one for
+    all sums."""
+
+    family: FullCovariance
+
+    def prepare(
+        self,
+        weights: np.ndarray,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
+        frame: Frame,
+        dtype: np.dtype,
+    ) -> LinearPrepared:
+        d = means.shape[1]
+        m = frame_means(means, frame)
+        L = prec_chol * frame.scale
+        P = np.matmul(L, np.swapaxes(L, -1, -2))
+        Pm = np.einsum("kij,kj->ki", P, m)
+        iu = _triu(d)
+        quad = -P[:, iu[0], iu[1]]
+        quad[:, iu[0] == iu[1]] *= 0.5
+        linear = np.concatenate([Pm, quad], axis=1)
+        const = log_constants(
+            weights, self.family.log_det_cholesky(L, d), np.einsum("ki,ki->k", m, Pm), d, frame
+        )
+        return LinearPrepared(self, frame, np.dtype(dtype), const, linear.astype(dtype))
+
+    def features(self, y: np.ndarray) -> np.ndarray:
+        return build_features(y)
+
+    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        d = n_features
+        return (d + d * (d + 1) // 2, n_components)
+
+    def split_sums(
+        self, acc: np.ndarray, n_components: int, n_features: int
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        d = n_features
+        s1 = np.ascontiguousarray(acc[:d].T)
+        iu = _triu(d)
+        s2 = np.empty((n_components, d, d))
+        s2[:, iu[0], iu[1]] = acc[d:].T
+        s2[:, iu[1], iu[0]] = acc[d:].T
+        return s1, (s2,)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class WhiteningPrepared(Prepared):
+    """Constants of the whitening kernel.
+
+    Parameters
+    ----------
+    whiteners : ndarray of shape (n_components, n_features, n_features)
+        ``L'_k^T``: ``|L'_k^T (y - m'_k)|^2`` is component ``k``'s squared
+        Mahalanobis distance.
+    means : ndarray of shape (n_components, n_features)
+        ``m'_k``, the means in frame units.
+    """
+
+    whiteners: np.ndarray
+    means: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class WhiteningKernel(BlockKernel[WhiteningPrepared]):
+    """Each component whitens the block with its own factor; no feature matrix."""
+
+    family: FullCovariance
+
+    def prepare(
+        self,
+        weights: np.ndarray,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
+        frame: Frame,
+        dtype: np.dtype,
+    ) -> WhiteningPrepared:
+        k, d = means.shape
+        m = frame_means(means, frame)
+        L = prec_chol * frame.scale
+        const = log_constants(weights, self.family.log_det_cholesky(L, d), np.zeros(k), d, frame)
+        LT = np.ascontiguousarray(np.swapaxes(L, 1, 2))
+        return WhiteningPrepared(
+            self, frame, np.dtype(dtype), const, LT.astype(dtype), m.astype(dtype)
+        )
+
+    def features(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def log_joint(
+        self, F: np.ndarray, y: np.ndarray, prep: WhiteningPrepared
+    ) -> tuple[np.ndarray, Any]:
+        k = prep.n_components
+        lp = np.empty((k, y.shape[1]), dtype=y.dtype)
+        for j in range(k):
+            z = prep.whiteners[j] @ (y - prep.means[j][:, None])
+            lp[j] = -0.5 * np.einsum("ij,ij->j", z, z)
+        lp += prep.const.astype(lp.dtype)[:, None]
+        return lp, None
+
+    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        d = n_features
+        return (n_components, d + d * d)
+
+    def add_block_sums(
+        self,
+        acc: np.ndarray,
+        F: np.ndarray,
+        y: np.ndarray,
+        resp: np.ndarray,
+        prep: WhiteningPrepared | None = None,
+        ctx: Any = None,
+    ) -> None:
+        d = y.shape[0]
+        acc[:, :d] += resp @ y.T
+        for j in range(resp.shape[0]):
+            acc[j, d:] += ((y * resp[j]) @ y.T).reshape(d * d)
+
+    def split_sums(
+        self, acc: np.ndarray, n_components: int, n_features: int
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        d = n_features
+        s2 = acc[:, d:].reshape(n_components, d, d)
+        return acc[:, :d].copy(), (0.5 * (s2 + np.swapaxes(s2, 1, 2)),)
+
+
+class FullCovariance(CovarianceFamily):
     name = "full"
+    sklearn_name = "full"
 
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         return (n_components, n_features, n_features)
@@ -124,91 +259,22 @@ class FullCovariance(LinearInFeatures):
     def dense(self, covariances: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
         return np.asarray(covariances, dtype=np.float64)
 
+    def dense_family(self) -> CovarianceFamily:
+        return self
+
     def marginal(self, covariances: np.ndarray, features: np.ndarray) -> np.ndarray:
         return covariances[:, features][:, :, features]
+
+    def rescaled(self, covariances: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        return covariances * np.outer(scale, scale)
 
     def check_positive_definite(self, matrices: np.ndarray, what: str) -> None:
         check_spd(matrices, what)
 
-    def prepare(
-        self,
-        weights: np.ndarray,
-        means: np.ndarray,
-        prec_chol: np.ndarray,
-        frame: Frame,
-        dtype: np.dtype,
-    ) -> Prepared:
-        d = means.shape[1]
-        m = frame_means(means, frame)
-        L = prec_chol * frame.scale
-        if d > PACKED_MAX_FEATURES:
-            k = means.shape[0]
-            const = self._const(weights, self.log_det_cholesky(L, d), np.zeros(k), d, frame)
-            LT = np.ascontiguousarray(np.swapaxes(L, 1, 2)).reshape(k, d * d)
-            return Prepared(self, LT.astype(dtype), const, m.astype(dtype), frame, np.dtype(dtype))
-        P = np.matmul(L, np.swapaxes(L, -1, -2))
-        Pm = np.einsum("kij,kj->ki", P, m)
-        iu = _triu(d)
-        quad = -P[:, iu[0], iu[1]]
-        quad[:, iu[0] == iu[1]] *= 0.5
-        linear = np.concatenate([Pm, quad], axis=1)
-        const = self._const(
-            weights, self.log_det_cholesky(L, d), np.einsum("ki,ki->k", m, Pm), d, frame
-        )
-        return Prepared(self, linear.astype(dtype), const, None, frame, np.dtype(dtype))
-
-    def features(self, y: np.ndarray) -> np.ndarray:
-        return build_features(y) if y.shape[0] <= PACKED_MAX_FEATURES else y
-
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
-        d = y.shape[0]
-        if d <= PACKED_MAX_FEATURES:
-            return super().log_joint(F, y, prep)
-        assert prep.extra is not None
-        k = prep.n_components
-        lp = np.empty((k, y.shape[1]), dtype=y.dtype)
-        for j in range(k):
-            z = prep.linear[j].reshape(d, d) @ (y - prep.extra[j][:, None])
-            lp[j] = -0.5 * np.einsum("ij,ij->j", z, z)
-        lp += prep.const.astype(lp.dtype)[:, None]
-        return lp, None
-
-    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
-        d = n_features
-        if d > PACKED_MAX_FEATURES:
-            return (n_components, d + d * d)
-        return (d + d * (d + 1) // 2, n_components)
-
-    def add_block_sums(
-        self,
-        acc: np.ndarray,
-        F: np.ndarray,
-        y: np.ndarray,
-        resp: np.ndarray,
-        prep: Prepared | None = None,
-        ctx: Any = None,
-    ) -> None:
-        d = y.shape[0]
-        if d <= PACKED_MAX_FEATURES:
-            super().add_block_sums(acc, F, y, resp)
-            return
-        acc[:, :d] += resp @ y.T
-        for j in range(resp.shape[0]):
-            acc[j, d:] += ((y * resp[j]) @ y.T).reshape(d * d)
-
-    def split_sums(
-        self, acc: np.ndarray, n_components: int, n_features: int
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        d = n_features
-        if d > PACKED_MAX_FEATURES:
-            s2 = acc[:, d:].reshape(n_components, d, d)
-            return acc[:, :d].copy(), (0.5 * (s2 + np.swapaxes(s2, 1, 2)),)
-        s1 = np.ascontiguousarray(acc[:d].T)
-        iu = _triu(d)
-        s2 = np.empty((n_components, d, d))
-        s2[:, iu[0], iu[1]] = acc[d:].T
-        s2[:, iu[1], iu[0]] = acc[d:].T
-        return s1, (s2,)
+    def kernel(self, n_features: int) -> PackedKernel | WhiteningKernel:
+        if n_features <= PACKED_MAX_FEATURES:
+            return PackedKernel(self)
+        return WhiteningKernel(self)
 
     def covariances_from_stats(
         self,

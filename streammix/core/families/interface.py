@@ -1,21 +1,35 @@
-"""The interface every covariance family implements.
+"""The interfaces every covariance family implements: the family and its block kernels.
 
 Layer: math (numpy/scipy only).
 
-A family owns everything that depends on the shape of the covariances: the
-parameter algebra in original units (Cholesky factors of precisions, dense
-covariances, marginals, parameter counts), the E-step in frame units (how a
-block of rows turns into per-component log-densities and into sums), and the
-M-step (how sums turn back into covariances). Nothing outside the families
-branches on a family's name; :mod:`streammix.core.families` maps names to
-instances.
+A family (:class:`CovarianceFamily`) owns everything that depends on the shape
+of the covariances: the parameter algebra in original units (Cholesky factors
+of precisions, dense covariances, marginals, rescaling, parameter counts), the
+M-step (how sums turn back into covariances), and the facts other layers would
+otherwise read off its name: whether its components share one covariance, its
+scikit-learn equivalent, its structural parameters. Nothing outside the
+families branches on a family's name; :mod:`streammix.core.families` maps
+names to instances.
+
+The E-step in frame units belongs to the family's block kernels
+(:class:`BlockKernel`): how a block of rows turns into per-component
+log-densities and into sums. A family offers one kernel per width of data
+(:meth:`CovarianceFamily.kernel`); most have a single kernel, a family whose
+best algorithm depends on the number of features has one per regime, chosen
+once when the parameters are prepared. The E-step (:mod:`streammix.core.kernel`)
+talks only to the kernel carried by the prepared values (:class:`Prepared`).
 
 Kernel conventions: a block arrives in frame units and transposed, ``y`` of
 shape ``(n_features, n_rows)`` in the data dtype; ``features(y)`` builds the
 matrix ``F`` that both GEMMs of the kernel read; ``log_joint`` returns
 ``log w_k + log N(x | k)`` of shape ``(n_components, n_rows)`` in original
-units; ``add_block_sums`` accumulates ``F @ resp.T`` (or the family's
-equivalent) into a float64 accumulator.
+units; ``add_block_sums`` accumulates ``F @ resp.T`` (or the kernel's
+equivalent) into a float64 accumulator that ``split_sums`` turns into statistics.
+
+Kernels are frozen values that compare equal when they are of the same kind for
+the same family, so that blocks' feature matrices can be shared between models
+and a kernel shipped to another process (inside the prepared values of a task
+graph) still matches its original.
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
@@ -32,33 +46,20 @@ from ..frame import Frame
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Prepared:
-    """Per-iteration constants a kernel needs, in frame units and the data dtype.
-
-    ``linear`` and ``const`` have family-defined meanings; ``extra`` is an
-    optional third array (the tied family's shared Cholesky factor).
-    """
-
-    family: CovarianceFamily
-    linear: np.ndarray
-    const: np.ndarray
-    extra: np.ndarray | None
-    frame: Frame
-    dtype: np.dtype
-
-    @property
-    def n_components(self) -> int:
-        return int(self.const.shape[0])
-
-
 class CovarianceFamily(ABC):
     """One covariance structure: ``full``, ``tied``, ``diag``, ``spherical``, ..."""
 
     name: ClassVar[str]
+    #: scikit-learn's ``covariance_type`` for the same structure, or ``None`` where
+    #: scikit-learn has no such family.
+    sklearn_name: ClassVar[str | None] = None
     #: Whether conditionals stay in this family (see :mod:`streammix.core.conditional`);
     #: otherwise they are taken on the equivalent full covariances.
     exact_conditionals: ClassVar[bool] = True
+    #: Whether all components share one covariance. Then a component without
+    #: weight still has a well-defined covariance, and an ill-defined covariance
+    #: belongs to no single component, so it cannot be re-seeded from another.
+    shared_covariance: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"<covariance family {self.name!r}>"
@@ -68,6 +69,26 @@ class CovarianceFamily(ABC):
         from . import get_family
 
         return (get_family, (self.name,))
+
+    def structural_parameters(self) -> dict[str, int]:
+        """What, besides :attr:`name`, selects this family in the registry
+        (``family_for(self.name, **self.structural_parameters()) is self``);
+        empty for unparametrised families."""
+        return {}
+
+    def dense_family(self) -> CovarianceFamily:
+        """The family whose layout is :meth:`dense` (``full``); itself when it is."""
+        from . import get_family
+
+        return get_family("full")
+
+    def describe_degenerate(self, components: tuple[int, ...]) -> str:
+        """How an error message names the ill-defined covariances of ``components``."""
+        return (
+            "component"
+            + ("s " if len(components) > 1 else " ")
+            + ", ".join(str(c) for c in components)
+        )
 
     # ----------------------------------------------------------- shapes
     @abstractmethod
@@ -111,6 +132,29 @@ class CovarianceFamily(ABC):
     def marginal(self, covariances: np.ndarray, features: np.ndarray) -> np.ndarray:
         """Covariances of the sub-vector ``x[features]``, in this family's layout."""
 
+    @abstractmethod
+    def rescaled(self, covariances: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Covariances of ``x = center + scale * z`` given those of ``z``.
+
+        Parameters
+        ----------
+        covariances : ndarray
+            Covariances of ``z`` in this family's layout.
+        scale : ndarray of shape (n_features,)
+            Per-feature scales.
+
+        Returns
+        -------
+        ndarray
+            ``diag(scale) S_k diag(scale)`` for every component, in this family's layout.
+
+        Raises
+        ------
+        ValueError
+            When the family cannot hold the rescaled covariances (one variance
+            per component and unequal scales).
+        """
+
     def check_shape(self, array: np.ndarray, n_components: int, n_features: int, what: str) -> None:
         expected = self.covariance_shape(n_components, n_features)
         if array.shape != expected:
@@ -125,47 +169,8 @@ class CovarianceFamily(ABC):
 
     # ----------------------------------------------------- E-step kernel
     @abstractmethod
-    def prepare(
-        self,
-        weights: np.ndarray,
-        means: np.ndarray,
-        prec_chol: np.ndarray,
-        frame: Frame,
-        dtype: np.dtype,
-    ) -> Prepared:
-        """Kernel constants for one iteration, in frame units and ``dtype``."""
-
-    @abstractmethod
-    def features(self, y: np.ndarray) -> np.ndarray:
-        """The matrix both GEMMs of the kernel read; ``y`` is ``(n_features, n_rows)``."""
-
-    @abstractmethod
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
-        """``log w_k + log N(x_i | k)`` of shape ``(n_components, n_rows)``, and any
-        intermediate result :meth:`add_block_sums` can reuse (or ``None``)."""
-
-    @abstractmethod
-    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
-        """Shape of the float64 accumulator of :meth:`add_block_sums`."""
-
-    @abstractmethod
-    def add_block_sums(
-        self,
-        acc: np.ndarray,
-        F: np.ndarray,
-        y: np.ndarray,
-        resp: np.ndarray,
-        prep: Prepared | None = None,
-        ctx: Any = None,
-    ) -> None:
-        """``acc += `` this block's first- and second-order sums (``prep`` and ``ctx``
-        from :meth:`log_joint`, for families whose statistics depend on the parameters)."""
-
-    @abstractmethod
-    def split_sums(
-        self, acc: np.ndarray, n_components: int, n_features: int
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """The accumulator as ``(s1, s2)`` in :class:`SufficientStats` layout."""
+    def kernel(self, n_features: int) -> BlockKernel[Any]:
+        """The block kernel for data of ``n_features`` features."""
 
     # ------------------------------------------------------------ M-step
     def mstep_frame(
@@ -208,25 +213,92 @@ class CovarianceFamily(ABC):
         """The ``s2`` for which :meth:`covariances_from_stats` returns ``covariances``
         (frame units): the inverse M-step."""
 
-    # ------------------------------------------------- shared helpers
-    @staticmethod
-    def _const(
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Prepared:
+    """Per-iteration constants of one kernel, in frame units and the data dtype.
+
+    Each kernel extends this with the arrays it reads, named for what they hold.
+
+    Parameters
+    ----------
+    kernel : BlockKernel
+        The kernel that made these values and reads them.
+    frame : Frame
+        The coordinates the rows are moved into.
+    dtype : numpy.dtype
+        The dtype the kernel computes in.
+    const : ndarray of shape (n_components,), float64
+        ``log w_k`` plus every term of ``log N(x | k)`` that does not depend on ``x``.
+    """
+
+    kernel: BlockKernel[Any]
+    frame: Frame
+    dtype: np.dtype
+    const: np.ndarray
+
+    @property
+    def family(self) -> CovarianceFamily:
+        return self.kernel.family
+
+    @property
+    def n_components(self) -> int:
+        return int(self.const.shape[0])
+
+
+PreparedT = TypeVar("PreparedT", bound=Prepared)
+
+
+class BlockKernel(ABC, Generic[PreparedT]):
+    """The E-step of one family at one width of data."""
+
+    __slots__ = ()
+
+    family: CovarianceFamily
+
+    @abstractmethod
+    def prepare(
+        self,
         weights: np.ndarray,
-        log_det: np.ndarray,
-        quad_means: np.ndarray,
-        n_features: int,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
         frame: Frame,
-    ) -> np.ndarray:
-        """``log w_k + log det L'_k - m'^T P' m' / 2 - D/2 log 2 pi - D log scale``."""
-        with np.errstate(divide="ignore"):
-            log_w = np.log(weights)
-        return (
-            log_w
-            + log_det
-            - 0.5 * quad_means
-            - 0.5 * n_features * LOG_2PI
-            - n_features * frame.log_scale
-        )
+        dtype: np.dtype,
+    ) -> PreparedT:
+        """Constants for one iteration, in frame units and ``dtype``, from parameters in
+        original units (``prec_chol`` in the family's layout)."""
+
+    @abstractmethod
+    def features(self, y: np.ndarray) -> np.ndarray:
+        """The matrix both GEMMs of the kernel read; ``y`` is ``(n_features, n_rows)``."""
+
+    @abstractmethod
+    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: PreparedT) -> tuple[np.ndarray, Any]:
+        """``log w_k + log N(x_i | k)`` of shape ``(n_components, n_rows)``, and any
+        intermediate result :meth:`add_block_sums` can reuse (or ``None``)."""
+
+    @abstractmethod
+    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        """Shape of the float64 accumulator of :meth:`add_block_sums`."""
+
+    @abstractmethod
+    def add_block_sums(
+        self,
+        acc: np.ndarray,
+        F: np.ndarray,
+        y: np.ndarray,
+        resp: np.ndarray,
+        prep: PreparedT | None = None,
+        ctx: Any = None,
+    ) -> None:
+        """``acc += `` this block's first- and second-order sums (``prep`` and ``ctx``
+        from :meth:`log_joint`, for kernels whose statistics depend on the parameters)."""
+
+    @abstractmethod
+    def split_sums(
+        self, acc: np.ndarray, n_components: int, n_features: int
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """The accumulator as ``(s1, s2)`` in :class:`SufficientStats` layout."""
 
 
 def frame_means(means: np.ndarray, frame: Frame) -> np.ndarray:
@@ -234,22 +306,20 @@ def frame_means(means: np.ndarray, frame: Frame) -> np.ndarray:
     return (np.asarray(means, dtype=np.float64) - frame.shift) / frame.scale
 
 
-class LinearInFeatures(CovarianceFamily):
-    """A family whose log-densities are linear in its feature matrix, ``A @ F + c``
-    (``A = prep.linear``, ``c = prep.const``), and whose sums are ``F @ resp.T``."""
-
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
-        lp = prep.linear @ F
-        lp += prep.const.astype(lp.dtype)[:, None]
-        return lp, None
-
-    def add_block_sums(
-        self,
-        acc: np.ndarray,
-        F: np.ndarray,
-        y: np.ndarray,
-        resp: np.ndarray,
-        prep: Prepared | None = None,
-        ctx: Any = None,
-    ) -> None:
-        acc += F @ resp.T
+def log_constants(
+    weights: np.ndarray,
+    log_det: np.ndarray,
+    quad_means: np.ndarray,
+    n_features: int,
+    frame: Frame,
+) -> np.ndarray:
+    """``log w_k + log det L'_k - m'^T P' m' / 2 - D/2 log 2 pi - D log scale``."""
+    with np.errstate(divide="ignore"):
+        log_w = np.log(weights)
+    return (
+        log_w
+        + log_det
+        - 0.5 * quad_means
+        - 0.5 * n_features * LOG_2PI
+        - n_features * frame.log_scale
+    )

@@ -31,6 +31,7 @@ each component's directions of largest variance during EM.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,8 @@ from scipy import linalg
 from ...errors import CholeskyFailure, InvalidParameterError
 from ..frame import Frame
 from ..params import MixtureParams
-from .diag import check_positive
-from .interface import LOG_2PI, CovarianceFamily, Prepared, frame_means
+from .diag import check_positive, squares_features
+from .interface import LOG_2PI, BlockKernel, CovarianceFamily, Prepared, frame_means
 
 
 def _split(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +53,157 @@ def _capacitance(factors: np.ndarray, psi: np.ndarray) -> np.ndarray:
     r = factors.shape[-1]
     scaled = factors / psi[..., None]
     return np.eye(r) + np.matmul(np.swapaxes(factors, -1, -2), scaled)
+
+
+def _capacitance_from_precision(prec: np.ndarray) -> np.ndarray:
+    """``C^-1 = I - B^T diag(psi) B`` for every component."""
+    B, d = _split(prec)
+    psi = 1.0 / d**2
+    r = B.shape[-1]
+    return np.eye(r) - np.matmul(np.swapaxes(B, -1, -2), B * psi[..., None])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LowRankPrepared(Prepared):
+    """Constants of the low-rank kernel (``B_k``, ``R_k`` and ``C_k`` as in the module
+    docstring, in frame units).
+
+    Parameters
+    ----------
+    linear : ndarray of shape (n_components, 2 * n_features)
+        Coefficients of ``F = [y; y*y]`` for the diagonal part, ``[P'm', -P'/2]``
+        with ``P' = diag(d'^2)``; in the data dtype.
+    stacked_factors : ndarray of shape (n_components * rank, n_features), float64
+        The rows of every ``B_k^T``, stacked so that one GEMM serves all components.
+    factor_means : ndarray of shape (n_components, rank), float64
+        ``B_k^T m'_k``.
+    latent_maps : ndarray of shape (n_components, rank, rank), float64
+        ``R_k^-T``, which maps ``u = B_k^T (y - m'_k)`` to the latent posterior
+        mean ``E[z | y]``.
+    latent_covariances : ndarray of shape (n_components, rank, rank), float64
+        ``C_k^-1``, the latent posterior covariance ``Cov[z | y]``.
+    """
+
+    linear: np.ndarray
+    stacked_factors: np.ndarray
+    factor_means: np.ndarray
+    latent_maps: np.ndarray
+    latent_covariances: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class LowRankKernel(BlockKernel[LowRankPrepared]):
+    """The diag kernel's GEMM plus one ``(K r) x D`` GEMM for the low-rank part; the
+    statistics carry the latent posterior moments."""
+
+    family: LowRankCovariance
+
+    def prepare(
+        self,
+        weights: np.ndarray,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
+        frame: Frame,
+        dtype: np.dtype,
+    ) -> LowRankPrepared:
+        k, dim = means.shape
+        r = self.family.rank
+        m = frame_means(means, frame)
+        B, d = _split(prec_chol * frame.scale)
+        P = d * d
+        diag_linear = np.concatenate([P * m, -0.5 * P], axis=1)
+        Bm = np.einsum("kdr,kd->kr", B, m)
+        log_det = self.family.log_det_cholesky(prec_chol * frame.scale, dim)
+        # Zero weights give -inf exactly, without a warning from log(0).
+        const = (
+            np.log(np.maximum(weights, np.finfo(np.float64).tiny))
+            + log_det
+            - 0.5 * np.sum(P * m * m, axis=1)
+            - 0.5 * dim * LOG_2PI
+            - dim * frame.log_scale
+        )
+        const[weights <= 0] = -np.inf
+        # The latent posterior mean is v = R^-T u, with R the lower Cholesky factor
+        # of the capacitance C = inv(C^-1).
+        c_inv = _capacitance_from_precision(prec_chol * frame.scale)
+        r_inv_t = np.stack(
+            [
+                np.swapaxes(np.linalg.inv(np.linalg.cholesky(np.linalg.inv(ci))), 0, 1)
+                for ci in c_inv
+            ]
+        )
+        stacked = np.ascontiguousarray(np.swapaxes(B, 1, 2).reshape(k * r, dim))
+        return LowRankPrepared(
+            self,
+            frame,
+            np.dtype(dtype),
+            const,
+            diag_linear.astype(dtype),
+            stacked,
+            Bm,
+            r_inv_t,
+            c_inv,
+        )
+
+    def features(self, y: np.ndarray) -> np.ndarray:
+        return squares_features(y)
+
+    def log_joint(
+        self, F: np.ndarray, y: np.ndarray, prep: LowRankPrepared
+    ) -> tuple[np.ndarray, Any]:
+        k, r = prep.n_components, self.family.rank
+        lp = prep.linear @ F
+        U = prep.stacked_factors.astype(y.dtype) @ y  # (K r, n): B_k^T y
+        U -= prep.factor_means.reshape(k * r, 1).astype(y.dtype)
+        U3 = U.reshape(k, r, -1)
+        lp += 0.5 * np.einsum("krn,krn->kn", U3, U3)
+        lp += prep.const.astype(lp.dtype)[:, None]
+        return lp, U3
+
+    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        r = self.family.rank
+        # per component: [S_y (D) | S_yv (D r) | S_v (r) | S_vv (r r) | S_yy (D)]
+        return (n_components, 2 * n_features + n_features * r + r + r * r)
+
+    def add_block_sums(
+        self,
+        acc: np.ndarray,
+        F: np.ndarray,
+        y: np.ndarray,
+        resp: np.ndarray,
+        prep: LowRankPrepared | None = None,
+        ctx: Any = None,
+    ) -> None:
+        assert prep is not None and ctx is not None
+        dim = y.shape[0]
+        k, r = prep.n_components, self.family.rank
+        U3 = ctx
+        first = resp @ F.T  # (K, 2D): [S_y, S_yy]
+        acc[:, :dim] += first[:, :dim]
+        acc[:, -dim:] += first[:, dim:]
+        s0 = resp.sum(axis=1, dtype=np.float64)
+        at = dim
+        for j in range(k):
+            v = (prep.latent_maps[j].astype(y.dtype) @ U3[j]) if r else U3[j]  # (r, n)
+            rv = v * resp[j]
+            acc[j, at : at + dim * r] += (y @ rv.T).reshape(dim * r)
+            acc[j, at + dim * r : at + dim * r + r] += rv.sum(axis=1)
+            vv = rv @ v.T + s0[j] * prep.latent_covariances[j]
+            acc[j, at + dim * r + r : at + dim * r + r + r * r] += vv.reshape(r * r)
+
+    def split_sums(
+        self, acc: np.ndarray, n_components: int, n_features: int
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        k, dim, r = n_components, n_features, self.family.rank
+        s1 = acc[:, :dim].copy()
+        at = dim
+        s_yv = acc[:, at : at + dim * r].reshape(k, dim, r).copy()
+        at += dim * r
+        s_v = acc[:, at : at + r].copy()
+        at += r
+        s_vv = acc[:, at : at + r * r].reshape(k, r, r).copy()
+        s_yy = acc[:, -dim:].copy()
+        return s1, (s_yv, s_v, s_vv, s_yy)
 
 
 class LowRankCovariance(CovarianceFamily):
@@ -70,6 +222,16 @@ class LowRankCovariance(CovarianceFamily):
         from . import get_family
 
         return (get_family, (self.name, self.rank))
+
+    def structural_parameters(self) -> dict[str, int]:
+        return {"rank": self.rank}
+
+    @staticmethod
+    def rank_from_covariances(covariances: np.ndarray) -> int | None:
+        """The rank that packed covariances ``(K, D, rank + 1)`` were written with, or
+        ``None`` when ``covariances`` do not have that layout."""
+        covariances = np.asarray(covariances)
+        return int(covariances.shape[2]) - 1 if covariances.ndim == 3 else None
 
     # ----------------------------------------------------------- shapes
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
@@ -102,18 +264,11 @@ class LowRankCovariance(CovarianceFamily):
             out[k, :, -1] = 1.0 / np.sqrt(psi[k])
         return out
 
-    def _capacitance_from_precision(self, prec: np.ndarray) -> np.ndarray:
-        """``C^-1 = I - B^T diag(psi) B`` for every component."""
-        B, d = _split(prec)
-        psi = 1.0 / d**2
-        r = B.shape[-1]
-        return np.eye(r) - np.matmul(np.swapaxes(B, -1, -2), B * psi[..., None])
-
     def covariances_from_precision_cholesky(self, prec_chol: np.ndarray) -> np.ndarray:
         B, d = _split(prec_chol)
         psi = 1.0 / d**2
         out = np.empty_like(prec_chol)
-        c_inv = self._capacitance_from_precision(prec_chol)
+        c_inv = _capacitance_from_precision(prec_chol)
         for k in range(prec_chol.shape[0]):
             R = np.linalg.cholesky(np.linalg.inv(c_inv[k]))
             out[k, :, :-1] = (B[k] * psi[k][:, None]) @ R
@@ -136,7 +291,7 @@ class LowRankCovariance(CovarianceFamily):
 
     def log_det_cholesky(self, prec_chol: np.ndarray, n_features: int) -> np.ndarray:
         _, d = _split(prec_chol)
-        _, log_det_c_inv = np.linalg.slogdet(self._capacitance_from_precision(prec_chol))
+        _, log_det_c_inv = np.linalg.slogdet(_capacitance_from_precision(prec_chol))
         # log det S^-1/2 = sum log d - log det R = sum log d + log det(C^-1) / 2
         return np.sum(np.log(d), axis=-1) + 0.5 * log_det_c_inv
 
@@ -150,132 +305,22 @@ class LowRankCovariance(CovarianceFamily):
     def marginal(self, covariances: np.ndarray, features: np.ndarray) -> np.ndarray:
         return covariances[:, features, :].copy()
 
+    def rescaled(self, covariances: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        # diag(s) (L L^T + diag(psi)) diag(s) = (diag(s) L)(diag(s) L)^T + diag(s^2 psi)
+        covariances = np.asarray(covariances, dtype=np.float64)
+        factors, psi = _split(covariances)
+        scale = np.asarray(scale, dtype=np.float64)
+        out = np.empty_like(covariances)
+        out[..., :-1] = scale[:, None] * factors
+        out[..., -1] = scale**2 * psi
+        return out
+
     def check_positive_definite(self, matrices: np.ndarray, what: str) -> None:
         check_positive(_split(matrices)[1], f"{what} (noise variances)")
 
     # ----------------------------------------------------- E-step kernel
-    def prepare(
-        self,
-        weights: np.ndarray,
-        means: np.ndarray,
-        prec_chol: np.ndarray,
-        frame: Frame,
-        dtype: np.dtype,
-    ) -> Prepared:
-        k, dim = means.shape
-        m = frame_means(means, frame)
-        B, d = _split(prec_chol * frame.scale)
-        P = d * d
-        diag_linear = np.concatenate([P * m, -0.5 * P], axis=1)
-        Bm = np.einsum("kdr,kd->kr", B, m)
-        log_det = self.log_det_cholesky(prec_chol * frame.scale, dim)
-        const = (
-            np.log(np.maximum(weights, np.finfo(np.float64).tiny))
-            + log_det
-            - 0.5 * np.sum(P * m * m, axis=1)
-            - 0.5 * dim * LOG_2PI
-            - dim * frame.log_scale
-        )
-        const[weights <= 0] = -np.inf
-        # The latent posterior mean is v = R^-T u, with R the lower Cholesky factor
-        # of the capacitance C = inv(C^-1).
-        c_inv = self._capacitance_from_precision(prec_chol * frame.scale)
-        r_inv_t = np.stack(
-            [
-                np.swapaxes(np.linalg.inv(np.linalg.cholesky(np.linalg.inv(ci))), 0, 1)
-                for ci in c_inv
-            ]
-        )
-        extra = np.concatenate(
-            [
-                B.reshape(k, dim * self.rank),
-                Bm,
-                r_inv_t.reshape(k, self.rank * self.rank),
-                c_inv.reshape(k, self.rank * self.rank),
-            ],
-            axis=1,
-        )
-        return Prepared(self, diag_linear.astype(dtype), const, extra, frame, np.dtype(dtype))
-
-    def _unpack(self, prep: Prepared, dim: int) -> tuple[np.ndarray, ...]:
-        assert prep.extra is not None
-        k, r = prep.n_components, self.rank
-        e = prep.extra
-        at = 0
-        B = e[:, at : at + dim * r].reshape(k, dim, r)
-        at += dim * r
-        Bm = e[:, at : at + r]
-        at += r
-        r_inv_t = e[:, at : at + r * r].reshape(k, r, r)
-        at += r * r
-        c_inv = e[:, at : at + r * r].reshape(k, r, r)
-        return B, Bm, r_inv_t, c_inv
-
-    def features(self, y: np.ndarray) -> np.ndarray:
-        d = y.shape[0]
-        F = np.empty((2 * d, y.shape[1]), dtype=y.dtype)
-        F[:d] = y
-        np.multiply(y, y, out=F[d:])
-        return F
-
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
-        dim = y.shape[0]
-        k, r = prep.n_components, self.rank
-        B, Bm, _, _ = self._unpack(prep, dim)
-        lp = prep.linear @ F
-        stacked = np.ascontiguousarray(np.swapaxes(B, 1, 2).reshape(k * r, dim)).astype(y.dtype)
-        U = stacked @ y  # (K r, n): B_k^T y
-        U -= Bm.reshape(k * r, 1).astype(y.dtype)
-        U3 = U.reshape(k, r, -1)
-        lp += 0.5 * np.einsum("krn,krn->kn", U3, U3)
-        lp += prep.const.astype(lp.dtype)[:, None]
-        return lp, U3
-
-    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
-        r = self.rank
-        # per component: [S_y (D) | S_yv (D r) | S_v (r) | S_vv (r r) | S_yy (D)]
-        return (n_components, 2 * n_features + n_features * r + r + r * r)
-
-    def add_block_sums(
-        self,
-        acc: np.ndarray,
-        F: np.ndarray,
-        y: np.ndarray,
-        resp: np.ndarray,
-        prep: Prepared | None = None,
-        ctx: Any = None,
-    ) -> None:
-        assert prep is not None and ctx is not None
-        dim = y.shape[0]
-        k, r = prep.n_components, self.rank
-        _, _, r_inv_t, c_inv = self._unpack(prep, dim)
-        U3 = ctx
-        first = resp @ F.T  # (K, 2D): [S_y, S_yy]
-        acc[:, :dim] += first[:, :dim]
-        acc[:, -dim:] += first[:, dim:]
-        s0 = resp.sum(axis=1, dtype=np.float64)
-        at = dim
-        for j in range(k):
-            v = (r_inv_t[j].astype(y.dtype) @ U3[j]) if r else U3[j]  # (r, n)
-            rv = v * resp[j]
-            acc[j, at : at + dim * r] += (y @ rv.T).reshape(dim * r)
-            acc[j, at + dim * r : at + dim * r + r] += rv.sum(axis=1)
-            vv = rv @ v.T + s0[j] * c_inv[j]
-            acc[j, at + dim * r + r : at + dim * r + r + r * r] += vv.reshape(r * r)
-
-    def split_sums(
-        self, acc: np.ndarray, n_components: int, n_features: int
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        k, dim, r = n_components, n_features, self.rank
-        s1 = acc[:, :dim].copy()
-        at = dim
-        s_yv = acc[:, at : at + dim * r].reshape(k, dim, r).copy()
-        at += dim * r
-        s_v = acc[:, at : at + r].copy()
-        at += r
-        s_vv = acc[:, at : at + r * r].reshape(k, r, r).copy()
-        s_yy = acc[:, -dim:].copy()
-        return s1, (s_yv, s_v, s_vv, s_yy)
+    def kernel(self, n_features: int) -> LowRankKernel:
+        return LowRankKernel(self)
 
     # ------------------------------------------------------------ M-step
     def mstep_frame(

@@ -8,15 +8,60 @@ Kernel: ``F = [y; |y|^2]`` (``D + 1`` rows); log-densities are ``A @ F`` with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..frame import Frame
 from .diag import check_positive, positive_variances_precision_cholesky
-from .interface import LinearInFeatures, Prepared, frame_means
+from .interface import CovarianceFamily, frame_means, log_constants
+from .linear_kernel import LinearKernel, LinearPrepared
 
 
-class SphericalCovariance(LinearInFeatures):
+@dataclass(frozen=True, slots=True)
+class SphericalKernel(LinearKernel):
+    """``F = [y; |y|^2]``, ``A = [P'm', -P'/2]``."""
+
+    family: SphericalCovariance
+
+    def prepare(
+        self,
+        weights: np.ndarray,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
+        frame: Frame,
+        dtype: np.dtype,
+    ) -> LinearPrepared:
+        d = means.shape[1]
+        m = frame_means(means, frame)
+        L = prec_chol * frame.scale
+        P = L * L
+        linear = np.concatenate([P[:, None] * m, -0.5 * P[:, None]], axis=1)
+        const = log_constants(
+            weights, self.family.log_det_cholesky(L, d), P * np.sum(m * m, axis=1), d, frame
+        )
+        return LinearPrepared(self, frame, np.dtype(dtype), const, linear.astype(dtype))
+
+    def features(self, y: np.ndarray) -> np.ndarray:
+        d = y.shape[0]
+        F = np.empty((d + 1, y.shape[1]), dtype=y.dtype)
+        F[:d] = y
+        np.einsum("ij,ij->j", y, y, out=F[d])
+        return F
+
+    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_features + 1, n_components)
+
+    def split_sums(
+        self, acc: np.ndarray, n_components: int, n_features: int
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        d = n_features
+        return np.ascontiguousarray(acc[:d].T), (acc[d].copy(),)
+
+
+class SphericalCovariance(CovarianceFamily):
     name = "spherical"
+    sklearn_name = "spherical"
 
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         return (n_components,)
@@ -48,42 +93,22 @@ class SphericalCovariance(LinearInFeatures):
     def marginal(self, covariances: np.ndarray, features: np.ndarray) -> np.ndarray:
         return covariances.copy()
 
+    def rescaled(self, covariances: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        # One variance per component stays one only when every feature scales alike.
+        scale = np.asarray(scale, dtype=np.float64).reshape(-1)
+        if np.any(scale != scale[0]):
+            raise ValueError(
+                "covariance_type='spherical' keeps one variance per component, so it cannot "
+                "be rescaled by unequal per-feature scales; use covariance_type='diag' or "
+                "equal scales."
+            )
+        return covariances * scale[0] ** 2
+
     def check_positive_definite(self, matrices: np.ndarray, what: str) -> None:
         check_positive(matrices, what)
 
-    def prepare(
-        self,
-        weights: np.ndarray,
-        means: np.ndarray,
-        prec_chol: np.ndarray,
-        frame: Frame,
-        dtype: np.dtype,
-    ) -> Prepared:
-        d = means.shape[1]
-        m = frame_means(means, frame)
-        L = prec_chol * frame.scale
-        P = L * L
-        linear = np.concatenate([P[:, None] * m, -0.5 * P[:, None]], axis=1)
-        const = self._const(
-            weights, self.log_det_cholesky(L, d), P * np.sum(m * m, axis=1), d, frame
-        )
-        return Prepared(self, linear.astype(dtype), const, None, frame, np.dtype(dtype))
-
-    def features(self, y: np.ndarray) -> np.ndarray:
-        d = y.shape[0]
-        F = np.empty((d + 1, y.shape[1]), dtype=y.dtype)
-        F[:d] = y
-        np.einsum("ij,ij->j", y, y, out=F[d])
-        return F
-
-    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
-        return (n_features + 1, n_components)
-
-    def split_sums(
-        self, acc: np.ndarray, n_components: int, n_features: int
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        d = n_features
-        return np.ascontiguousarray(acc[:d].T), (acc[d].copy(),)
+    def kernel(self, n_features: int) -> SphericalKernel:
+        return SphericalKernel(self)
 
     def covariances_from_stats(
         self,

@@ -11,6 +11,7 @@ outer products from the total scatter.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,94 @@ import numpy as np
 from ...errors import CholeskyFailure
 from ..frame import Frame
 from .full import check_spd, cholesky_upper_precisions
-from .interface import CovarianceFamily, Prepared, frame_means
+from .interface import BlockKernel, CovarianceFamily, Prepared, frame_means, log_constants
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TiedPrepared(Prepared):
+    """Constants of the tied kernel.
+
+    Parameters
+    ----------
+    precision_means : ndarray of shape (n_components, n_features)
+        ``P' m'_k``, the coefficients of ``y`` in every component's log-density.
+    whitener : ndarray of shape (n_features, n_features)
+        ``L'^T``, the shared factor: ``|L'^T y|^2 = y^T P' y``.
+    """
+
+    precision_means: np.ndarray
+    whitener: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class TiedKernel(BlockKernel[TiedPrepared]):
+    """One GEMM for the linear terms, one shared quadratic term."""
+
+    family: TiedCovariance
+
+    def prepare(
+        self,
+        weights: np.ndarray,
+        means: np.ndarray,
+        prec_chol: np.ndarray,
+        frame: Frame,
+        dtype: np.dtype,
+    ) -> TiedPrepared:
+        d = means.shape[1]
+        m = frame_means(means, frame)
+        L = prec_chol * frame.scale
+        Pm = m @ (L @ L.T)
+        const = log_constants(
+            weights,
+            np.full(means.shape[0], self.family.log_det_cholesky(L, d)),
+            np.sum(m * Pm, axis=1),
+            d,
+            frame,
+        )
+        return TiedPrepared(
+            self, frame, np.dtype(dtype), const, Pm.astype(dtype), L.T.astype(dtype)
+        )
+
+    def features(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: TiedPrepared) -> tuple[np.ndarray, Any]:
+        z = prep.whitener @ y
+        lp = prep.precision_means @ y
+        lp -= 0.5 * np.einsum("ij,ij->j", z, z)
+        lp += prep.const.astype(lp.dtype)[:, None]
+        return lp, None
+
+    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_features, n_components + n_features)
+
+    def add_block_sums(
+        self,
+        acc: np.ndarray,
+        F: np.ndarray,
+        y: np.ndarray,
+        resp: np.ndarray,
+        prep: TiedPrepared | None = None,
+        ctx: Any = None,
+    ) -> None:
+        k = resp.shape[0]
+        acc[:, :k] += y @ resp.T
+        acc[:, k:] += y @ y.T
+
+    def split_sums(
+        self, acc: np.ndarray, n_components: int, n_features: int
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        k = n_components
+        return np.ascontiguousarray(acc[:, :k].T), (acc[:, k:].copy(),)
 
 
 class TiedCovariance(CovarianceFamily):
     name = "tied"
+    sklearn_name = "tied"
+    shared_covariance = True
+
+    def describe_degenerate(self, components: tuple[int, ...]) -> str:
+        return "the shared (tied) covariance"
 
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         return (n_features, n_features)
@@ -62,62 +146,14 @@ class TiedCovariance(CovarianceFamily):
     def marginal(self, covariances: np.ndarray, features: np.ndarray) -> np.ndarray:
         return covariances[np.ix_(features, features)]
 
+    def rescaled(self, covariances: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        return covariances * np.outer(scale, scale)
+
     def check_positive_definite(self, matrices: np.ndarray, what: str) -> None:
         check_spd(matrices, what)
 
-    def prepare(
-        self,
-        weights: np.ndarray,
-        means: np.ndarray,
-        prec_chol: np.ndarray,
-        frame: Frame,
-        dtype: np.dtype,
-    ) -> Prepared:
-        d = means.shape[1]
-        m = frame_means(means, frame)
-        L = prec_chol * frame.scale
-        Pm = m @ (L @ L.T)
-        const = self._const(
-            weights,
-            np.full(means.shape[0], self.log_det_cholesky(L, d)),
-            np.sum(m * Pm, axis=1),
-            d,
-            frame,
-        )
-        return Prepared(self, Pm.astype(dtype), const, L.T.astype(dtype), frame, np.dtype(dtype))
-
-    def features(self, y: np.ndarray) -> np.ndarray:
-        return y
-
-    def log_joint(self, F: np.ndarray, y: np.ndarray, prep: Prepared) -> tuple[np.ndarray, Any]:
-        assert prep.extra is not None
-        z = prep.extra @ y
-        lp = prep.linear @ y
-        lp -= 0.5 * np.einsum("ij,ij->j", z, z)
-        lp += prep.const.astype(lp.dtype)[:, None]
-        return lp, None
-
-    def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
-        return (n_features, n_components + n_features)
-
-    def add_block_sums(
-        self,
-        acc: np.ndarray,
-        F: np.ndarray,
-        y: np.ndarray,
-        resp: np.ndarray,
-        prep: Prepared | None = None,
-        ctx: Any = None,
-    ) -> None:
-        k = resp.shape[0]
-        acc[:, :k] += y @ resp.T
-        acc[:, k:] += y @ y.T
-
-    def split_sums(
-        self, acc: np.ndarray, n_components: int, n_features: int
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        k = n_components
-        return np.ascontiguousarray(acc[:, :k].T), (acc[:, k:].copy(),)
+    def kernel(self, n_features: int) -> TiedKernel:
+        return TiedKernel(self)
 
     def covariances_from_stats(
         self,
