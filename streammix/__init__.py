@@ -20,13 +20,17 @@ from .errors import (
     StorageError,
     StreammixError,
 )
-from .estimators.gaussian_mixture import GaussianMixture
-from .estimators.kernel_density import KernelDensity
-from .estimators.online_mixture import OnlineGaussianMixture
-from .estimators.outlier_detector import OutlierDetector
-from .estimators.selection import Selection, select
+from .estimators import (
+    GaussianMixture,
+    KernelDensity,
+    OnlineGaussianMixture,
+    OutlierDetector,
+    Selection,
+    load,
+    select,
+)
 from .io.location import Location, location
-from .io.modelfile import load, publish
+from .io.modelfile import publish
 
 try:
     __version__ = version("streammix")

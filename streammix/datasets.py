@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import zarr
-from dask.delayed import delayed
 
 from .core.families import get_family
 from .core.params import MixtureParams
-from .engine.compute import run_tasks
+from .engine.compute import map_indices
 from .errors import InvalidInputError, InvalidParameterError
 from .io.location import Location, StorageOptions, as_location
 from .io.outputs import member, open_output
@@ -89,7 +88,7 @@ def synthetic_chunk(
 
 
 def _write_chunk(
-    arrays: dict[str, zarr.Array], spec: SyntheticSpec, truth: MixtureParams, index: int
+    index: int, arrays: dict[str, zarr.Array], spec: SyntheticSpec, truth: MixtureParams
 ) -> int:
     """Draw chunk ``index`` and write its rows of the three arrays (a task)."""
     x, c, o = synthetic_chunk(spec, truth, index)
@@ -155,11 +154,11 @@ def generate(
         "is_outlier", shape=(spec.n_samples,), chunks=rows, dtype="int8", fill_value=-1
     )
     n_chunks = -(-spec.n_samples // spec.chunk_rows)
-    arrays = delayed(
-        {n: member(group, n) for n in ("X", "component", "is_outlier")}, traverse=False
+    arrays = {n: member(group, n) for n in ("X", "component", "is_outlier")}
+    written = map_indices(
+        _write_chunk, range(n_chunks), arrays, spec, truth, progress=progress, label="generate"
     )
-    tasks = [delayed(_write_chunk, pure=True)(arrays, spec, truth, i) for i in range(n_chunks)]
-    n_outliers = sum(run_tasks(tasks, progress, "generate"))
+    n_outliers = sum(written)
     group.attrs.update(
         {
             "generator": "streammix.datasets.generate",

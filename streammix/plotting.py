@@ -36,7 +36,7 @@ def _pyplot() -> Any:
 
 def principal_axes(model: Any) -> tuple[np.ndarray, np.ndarray]:
     """Mean and the two leading eigenvectors (columns) of the mixture's covariance."""
-    params = model._params()
+    params = model.params_
     w, mu, cov = params.weights, params.means, params.dense_covariances()
     mean = w @ mu
     total = np.einsum("k,kij->ij", w, cov) + np.einsum("k,ki,kj->ij", w, mu - mean, mu - mean)
@@ -81,7 +81,7 @@ def plot_model(
     ax.set_title("fit")
 
     mean, pcs = principal_axes(model)
-    params = model._params()
+    params = model.params_
     ax = axes[1]
     if sample is not None:
         proj = (sample - mean) @ pcs

@@ -195,7 +195,7 @@ def test_condition_result_is_a_valid_estimator(name):
     params = random_params(name)
     c = condition(params, [0, 3], [8.0, 12.0])
     gm = GaussianMixture.from_parameters(c.weights, c.means, c.covariances, covariance_type=name)
-    assert gm._params().allclose(c, rtol=1e-12)
+    assert gm.params_.allclose(c, rtol=1e-12)
 
 
 def test_condition_on_nothing_returns_the_mixture():

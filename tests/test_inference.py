@@ -26,7 +26,7 @@ def mixture():
 def test_samples_match_the_mixture_moments_and_come_shuffled(mixture):
     mixture.random_state = 0
     X, labels = mixture.sample(400_000)
-    p = mixture._params()
+    p = mixture.params_
     mean = p.weights @ p.means
     dense = p.dense_covariances()
     cov = np.einsum("k,kij->ij", p.weights, dense) + np.einsum(
@@ -48,7 +48,7 @@ def test_marginal_and_condition_return_fitted_mixtures(mixture):
     assert isinstance(m, sm.GaussianMixture) and m.means_.shape == (3, 2)
     np.testing.assert_allclose(m.means_, mixture.means_[:, [2, 0]])
     c = mixture.condition([1], [0.5])
-    ref = conditional.condition(mixture._params(), [1], [0.5])
+    ref = conditional.condition(mixture.params_, [1], [0.5])
     np.testing.assert_allclose(c.weights_, ref.weights)
     np.testing.assert_allclose(c.covariances_, ref.covariances)
     assert np.all(np.isfinite(c.score_samples(np.zeros((2, 3)))))
@@ -59,7 +59,7 @@ def test_impute_on_numpy_dask_and_zarr(mixture, tmp_path):
     X, _ = mixture.sample(10_000)
     holes = X.copy()
     holes[np.random.default_rng(0).random(X.shape) < 0.3] = np.nan
-    expected = conditional.impute(mixture._params(), holes)
+    expected = conditional.impute(mixture.params_, holes)
     np.testing.assert_allclose(mixture.impute(holes), expected, rtol=1e-12)
     lazy = mixture.impute(da.from_array(holes, chunks=(1_500, 4)))
     assert isinstance(lazy, da.Array)
@@ -102,7 +102,7 @@ def test_impute_and_kde_jobs_write_row_aligned_outputs(mixture, tmp_path):
     z[:] = X
     impute_job.impute(str(path), model, tmp_path / "filled.zarr")
     filled = zarr.open_group(str(tmp_path / "filled.zarr"), mode="r")
-    np.testing.assert_allclose(filled["X"][:], conditional.impute(mixture._params(), X))
+    np.testing.assert_allclose(filled["X"][:], conditional.impute(mixture.params_, X))
     assert filled.attrs["complete"] is True
     clean = tmp_path / "clean.zarr"
     zc = zarr.create_array(str(clean), shape=X.shape, chunks=(1_000, 4), dtype="f8")

@@ -33,7 +33,7 @@ def fitted(tmp_path):
     generate(
         data, 30_000, n_features=3, n_components=2, outlier_fraction=0.02, chunk_rows=4_000, seed=1
     )
-    est = fit_job.make_estimator(n_components=2, seed=0)
+    est = fit_job.make_estimator(n_components=2, random_state=0)
     fit_job.fit(str(data), tmp_path / "m", est, contamination=0.02)
     return tmp_path, str(data), str(tmp_path / "m")
 
@@ -103,7 +103,7 @@ def test_another_model_needs_overwrite(fitted):
     root, data, model = fitted
     out = root / "s.zarr"
     score_jobs.score(data, model, out)
-    est = fit_job.make_estimator(n_components=3, seed=0)
+    est = fit_job.make_estimator(n_components=3, random_state=0)
     fit_job.fit(data, root / "m3", est)
     with pytest.raises(OutputConflictError, match="another job.*--overwrite"):
         score_jobs.score(data, root / "m3", out)
@@ -181,7 +181,10 @@ def test_flag_without_any_threshold_source(tmp_path):
 def test_fit_resumed_from_a_checkpoint_equals_an_uninterrupted_fit(tmp_path, method):
     data = tmp_path / "d.zarr"
     generate(data, 40_000, n_features=4, n_components=3, chunk_rows=5_000, seed=3)
-    opts = dict(n_components=3, seed=0, tol=0.0, max_iter=12, max_epochs=4, n_init=2)
+    opts = {"n_components": 3, "random_state": 0}
+    opts.update(
+        {"tol": 0.0, "max_iter": 12, "n_init": 2} if method == "batch" else {"max_epochs": 4}
+    )
     straight = fit_job.make_estimator(method, **opts)
     with pytest.warns(sm.ConvergenceWarning) if method == "batch" else _nothing():
         fit_job.fit(str(data), tmp_path / "straight", straight)

@@ -104,7 +104,7 @@ def test_models_round_trip_through_memory(memory):
 def test_rewriting_a_model_keeps_the_old_one_loadable_until_the_manifest(tmp_path, monkeypatch):
     a = sm.GaussianMixture.from_parameters([1.0], [[0.0]], [[[1.0]]])
     a.save(tmp_path / "m")
-    meta, arrays = a._model_meta(), a._model_arrays()
+    meta, arrays = a.to_files()
     arrays["means"] = np.array([[7.0]])
     # a writer killed after its array files, before its manifest: the old model stands
     real = Location.write_bytes

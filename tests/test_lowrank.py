@@ -26,7 +26,7 @@ def test_log_density_is_the_dense_gaussian_algebra():
     gm = lowrank_mixture()
     assert gm.rank == 2
     X = np.random.default_rng(1).normal(10.0, 3.0, (400, 7))
-    dense = gm._params().dense_covariances()
+    dense = gm.params_.dense_covariances()
     ref = np.log(
         sum(
             w * multivariate_normal(m, c).pdf(X)
@@ -41,12 +41,12 @@ def test_statistics_never_hold_a_feature_by_feature_matrix():
     fam = get_family("lowrank", 4)
     shapes = fam.s2_shapes(16, 512)
     assert all(int(np.prod(s)) / 16 < 512 * 512 for s in shapes)
-    assert fam.sums_shape(16, 512) == (16, 2 * 512 + 512 * 4 + 4 + 16)
+    assert fam.kernel(512).sums_shape(16, 512) == (16, 2 * 512 + 512 * 4 + 4 + 16)
 
 
 def test_em_increases_the_likelihood_and_recovers_the_density():
     truth = lowrank_mixture(seed=2)
-    X, _ = sample(truth._params(), 30_000, np.random.default_rng(3))
+    X, _ = sample(truth.params_, 30_000, np.random.default_rng(3))
     fit = sm.GaussianMixture(
         3, covariance_type="lowrank", rank=2, random_state=0, max_iter=300, tol=1e-6
     ).fit(X)
@@ -56,7 +56,7 @@ def test_em_increases_the_likelihood_and_recovers_the_density():
 
 def test_chunked_input_fits_the_same():
     truth = lowrank_mixture(seed=4)
-    X, _ = sample(truth._params(), 8_000, np.random.default_rng(5))
+    X, _ = sample(truth.params_, 8_000, np.random.default_rng(5))
     a = sm.GaussianMixture(3, covariance_type="lowrank", rank=2, random_state=0).fit(X)
     b = sm.GaussianMixture(3, covariance_type="lowrank", rank=2, random_state=0).fit(
         da.from_array(X, chunks=(1_100, 7))
@@ -86,8 +86,8 @@ def test_files_marginals_conditionals_sampling_and_online(tmp_path):
     X = np.random.default_rng(6).normal(10.0, 3.0, (50, 7))
     np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
     marg = gm.marginal([1, 4])
-    dense = gm._params().dense_covariances()
-    np.testing.assert_allclose(marg._params().dense_covariances(), dense[:, [1, 4]][:, :, [1, 4]])
+    dense = gm.params_.dense_covariances()
+    np.testing.assert_allclose(marg.params_.dense_covariances(), dense[:, [1, 4]][:, :, [1, 4]])
     cond = gm.condition([0, 1], X[0, :2])
     assert cond.covariance_type == "full" and cond.means_.shape == (3, 5)
     gm.random_state = 0
@@ -97,7 +97,7 @@ def test_files_marginals_conditionals_sampling_and_online(tmp_path):
     online = sm.OnlineGaussianMixture(
         3, covariance_type="lowrank", rank=2, batch_size=2000, random_state=0, max_epochs=10
     )
-    Y, _ = sample(gm._params(), 20_000, np.random.default_rng(7))
+    Y, _ = sample(gm.params_, 20_000, np.random.default_rng(7))
     online.fit(Y)
     assert online.score(Y) > gm.score(Y) - 0.05
     assert isinstance(gm.to_sklearn().covariances_, np.ndarray)
@@ -110,3 +110,19 @@ def test_lowrank_needs_a_rank_and_refuses_what_it_cannot_do():
         X = np.random.default_rng(0).normal(size=(200, 4))
         X[3, 1] = np.nan
         sm.GaussianMixture(2, covariance_type="lowrank", rank=1, missing="em").fit(X)
+
+
+def test_fits_far_from_unit_scale_keep_covariances_and_factors_consistent(tmp_path):
+    """The frame's scale rescales the factor by the scale and the variances by its
+    square: covariances_ describe the density the precision factors score."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 3)) @ np.diag([1.0, 2.0, 0.5]) * 10 + 50
+    gm = sm.GaussianMixture(2, covariance_type="lowrank", rank=1, random_state=0).fit(X)
+    family = gm.params_.family
+    np.testing.assert_allclose(
+        family.precision_cholesky(gm.covariances_), gm.precisions_cholesky_, rtol=1e-9
+    )
+    gm.save(tmp_path / "m")
+    np.testing.assert_array_equal(sm.load(tmp_path / "m").score_samples(X), gm.score_samples(X))
+    online = sm.OnlineGaussianMixture.from_model(gm)
+    np.testing.assert_allclose(online.covariances_, gm.covariances_, rtol=1e-9)

@@ -20,8 +20,8 @@ def test_without_missing_values_the_statistics_are_the_usual_ones(cov_type):
     X = np.random.default_rng(0).normal(size=(2000, 4)) * [1, 2, 3, 4] + 5
     gm = sm.GaussianMixture(3, covariance_type=cov_type, random_state=0).fit(X)
     frame = make_frame(X)
-    (usual,) = estep(X, [gm._params().prepare(frame, X.dtype)])
-    assert estep_missing(X, gm._params(), frame).allclose(usual, rtol=1e-10, atol=1e-9)
+    (usual,) = estep(X, [gm.params_.prepare(frame, X.dtype)])
+    assert estep_missing(X, gm.params_, frame).allclose(usual, rtol=1e-10, atol=1e-9)
 
 
 def test_expected_statistics_with_missing_values_match_the_gaussian_conditional():
@@ -29,7 +29,7 @@ def test_expected_statistics_with_missing_values_match_the_gaussian_conditional(
     conditional variance; the log-likelihood is the observed entry's marginal."""
     gm = sm.GaussianMixture.from_parameters([1.0], [[1.0, -2.0]], [[[2.0, 1.2], [1.2, 1.5]]])
     X = np.array([[0.5, np.nan]])
-    stats = estep_missing(X, gm._params(), make_frame(np.array([[0.0, 0.0], [1.0, 1.0]])))
+    stats = estep_missing(X, gm.params_, make_frame(np.array([[0.0, 0.0], [1.0, 1.0]])))
     frame = stats.frame
     m = -2.0 + 1.2 / 2.0 * (0.5 - 1.0)
     v = 1.5 - 1.2**2 / 2.0

@@ -89,7 +89,7 @@ def test_invalid_parameters_are_refused_even_with_good_checksums(tmp_path):
     from streammix.io.modelfile import write_model_dir
 
     gm = sm.GaussianMixture.from_parameters([0.5, 0.5], [[0.0], [1.0]], [[[1.0]], [[1.0]]])
-    meta, arrays = gm._model_meta(), gm._model_arrays()
+    meta, arrays = gm.to_files()
     arrays["covariances"] = np.array([[[1.0]], [[-1.0]]])
     write_model_dir(tmp_path / "neg", meta, arrays)
     with pytest.raises(sm.ModelFileError, match="positive-definite"):

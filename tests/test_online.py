@@ -45,7 +45,7 @@ def _stream(n_batches=20, rows=500, seed=0):
 
 
 def _state_arrays(model):
-    st = model._online_state
+    st = model.checkpoint().state
     out = {
         "weights": model.weights_,
         "means": model.means_,
@@ -84,7 +84,7 @@ def test_partial_fit_continues_bit_identically_across_save_and_load(tmp_path, kw
     a, b = _state_arrays(straight), _state_arrays(resumed)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    st_a, st_b = straight._online_state, resumed._online_state
+    st_a, st_b = straight.checkpoint().state, resumed.checkpoint().state
     assert (st_a.n_updates, st_a.n_rows, st_a.warm, st_a.loglik_sum) == (
         st_b.n_updates,
         st_b.n_rows,
@@ -157,7 +157,7 @@ def test_starved_components_are_reseeded():
     means0[2] = X[far] * 1.5
     online = sm.OnlineGaussianMixture(3, means_init=means0, batch_size=2000, random_state=0)
     online.fit(X)
-    assert online._online_state.n_reseeded >= 1
+    assert online.checkpoint().state.n_reseeded >= 1
     assert np.all(online.weights_ > 0.01)
 
 

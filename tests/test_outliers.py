@@ -73,6 +73,10 @@ def test_outlier_detector_api_follows_scikit_learn():
     np.testing.assert_array_equal(
         sm.OutlierDetector(contamination=0.05, random_state=0).fit_predict(X), pred
     )
+    # a density role, not an EM estimator: no component assignments, no EM settings
+    for name in ("predict_proba", "init_params", "warm_start", "means_init"):
+        assert not hasattr(det, name), name
+    assert isinstance(det.marginal([0, 1]), sm.GaussianMixture)
 
 
 def test_lazy_input_gives_the_same_detector_and_lazy_predictions(tmp_path):
@@ -110,7 +114,7 @@ def test_explanations_point_at_the_unusual_feature():
     e = det.explain(X[:1])
     assert e["top_features"][0, 0] in (0, 1)
     assert np.abs(e["zscores"][0, :2]).min() > 5 and np.abs(e["zscores"][0, 2:]).max() < 3
-    p = det._params()
+    p = det.params_
     np.testing.assert_allclose(e["zscores"], conditional_zscores(p, X[:1], np.zeros(1, int)))
     # the conditional z-score of feature j is (x_j - E[x_j | rest]) / sd[x_j | rest]
     S = p.dense_covariances()[0]

@@ -20,11 +20,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from .._random import row_uniform
-from ..core.families import CovarianceFamily, Prepared
+from ..core.families import CovarianceFamily, Prepared, get_family
 from ..core.frame import Frame
 from ..core.kernel import estep
 from ..core.missing import estep_missing
@@ -87,6 +88,61 @@ class RunState:
         return self.lower_bounds[-1] if self.lower_bounds else -np.inf
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class EMCheckpoint:
+    """Where a batch EM fit stands after an iteration: every run's state, the frame and
+    the iteration, enough to resume and end exactly where an uninterrupted fit would.
+
+    :meth:`to_files` and :meth:`from_files` give its file contents (JSON metadata and
+    named arrays); where they are stored is the caller's business.
+    """
+
+    frame: Frame
+    states: tuple[RunState, ...]
+    iteration: int
+
+    def to_files(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {"frame_shift": self.frame.shift}
+        runs = []
+        for i, s in enumerate(self.states):
+            p = s.params
+            arrays.update(
+                {
+                    f"run{i}_weights": p.weights,
+                    f"run{i}_means": p.means,
+                    f"run{i}_covariances": p.covariances,
+                    f"run{i}_precisions_cholesky": p.precisions_cholesky,
+                }
+            )
+            runs.append({"lower_bounds": list(s.lower_bounds), "converged": s.converged})
+        family = self.states[0].params.family
+        meta = {
+            "iteration": self.iteration,
+            "frame_scale": self.frame.scale,
+            "covariance_type": family.name,
+            **family.structural_parameters(),
+            "runs": runs,
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_files(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> EMCheckpoint:
+        family = get_family(str(meta["covariance_type"]), meta.get("rank"))
+        states = []
+        for i, run in enumerate(meta["runs"]):
+            params = MixtureParams(
+                family,
+                arrays[f"run{i}_weights"],
+                arrays[f"run{i}_means"],
+                arrays[f"run{i}_covariances"],
+                arrays[f"run{i}_precisions_cholesky"],
+            )
+            bounds = tuple(float(b) for b in run["lower_bounds"])
+            states.append(RunState(params, bounds, bool(run["converged"])))
+        frame = Frame(arrays["frame_shift"], float(meta["frame_scale"]))
+        return cls(frame, tuple(states), int(meta["iteration"]))
+
+
 @dataclass(frozen=True, slots=True)
 class IterationReport:
     """What a front end sees after every iteration."""
@@ -99,6 +155,10 @@ class IterationReport:
     @property
     def best(self) -> RunState:
         return max(self.states, key=lambda s: s.lower_bound)
+
+    def checkpoint(self) -> EMCheckpoint:
+        """The value a fit resumes from to continue after this iteration."""
+        return EMCheckpoint(self.frame, self.states, self.iteration)
 
 
 def estep_chunk(

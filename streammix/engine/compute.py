@@ -151,3 +151,19 @@ def run_tasks(
         client.cancel(futures)
         raise
     return gathered
+
+
+def map_indices(
+    func: Callable[..., Any],
+    indices: Sequence[int],
+    *args: Any,
+    progress: Callable[[int, int], None] | None = None,
+    label: str = "tasks",
+) -> list[Any]:
+    """``func(index, *args)`` for every index as independent tasks, computed now
+    (work with no input chunks: drawing a chunk of samples, writing a chunk of
+    flags). ``args`` are shipped once, not once per task."""
+    from dask.delayed import delayed
+
+    shared = [delayed(a, traverse=False) for a in args]
+    return run_tasks([delayed(func, pure=True)(i, *shared) for i in indices], progress, label)

@@ -1,20 +1,29 @@
-"""Row-chunked data, in memory or lazy, and the two ways the engine walks it.
+"""Row-chunked data, in memory or lazy, and every way streammix walks its chunks.
 
 Layer: engine (dask + numpy). Inputs arrive here already validated by
-:mod:`streammix.io.inputs`.
+:mod:`streammix.io.inputs`. This is the one place that turns chunks into
+tasks: algorithms above it hand plain functions to these primitives, which run
+them in this process for in-memory data and as dask graphs for lazy data, and
+turn a chunk's row errors into errors naming global rows.
 
-* :meth:`ChunkedData.map_reduce` applies a plain function to every chunk and
-  tree-reduces the results: one ``compute`` for dask input, a thread pool with
-  single-threaded BLAS for numpy input.
-* :meth:`ChunkedData.map_rows` applies a row-wise function and returns a
-  numpy array for numpy input, a lazy dask array for dask input.
+* :meth:`ChunkedData.map_reduce`: a function of every chunk, tree-reduced.
+* :meth:`ChunkedData.map_rows`: a row-wise function; numpy out for numpy input,
+  a lazy dask array for lazy input.
+* :meth:`ChunkedData.map_chunks`: a function of the chosen chunks (and their
+  index), computed now with progress reports (jobs writing outputs).
+* :meth:`ChunkedData.fold`: a state threaded through units of chunks in order
+  (online EM): per unit, the chunks are mapped under the current state, the
+  results combined and the state updated.
+* :meth:`ChunkedData.pairwise`: for every chunk of this data, a function of it
+  and each chunk of another, reduced over the other's chunks (kernel density).
 """
 
 from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +34,15 @@ from dask.delayed import delayed
 
 from ..core.kernel import first_nonfinite_row
 from ..errors import NonFiniteInput, NonFiniteRow, UnscorableInput, UnscorableRow
-from .compute import compute, single_threaded_blas, single_threaded_blas_in_pools
+from .compute import compute, run_tasks, single_threaded_blas, single_threaded_blas_in_pools
 from .reduce import tree_reduce, tree_reduce_delayed
 
 # Rows per chunk when numpy input is split for the thread pool.
 NUMPY_CHUNK_ROWS = 65_536
+
+# A unit of :meth:`ChunkedData.fold`: chunk indices, the function of each chunk, the
+# update of the state with the combined results, and extra arguments of the unit.
+Unit = tuple[tuple[int, ...], Callable[..., Any], Callable[..., Any], tuple[Any, ...]]
 
 
 def _on_chunk(func: Callable[..., Any], chunk: Any, offset: int, *args: Any) -> Any:
@@ -80,6 +93,33 @@ class ChunkedData:
         n = X.shape[0]
         chunks = tuple(min(chunk_rows, n - s) for s in range(0, n, chunk_rows)) or (0,)
         return cls(X, chunks, "numpy array")
+
+    @classmethod
+    def from_reader(
+        cls,
+        reader: Any,
+        chunk_rows: int,
+        source: str,
+        *,
+        dtype: Any,
+        parts: tuple[tuple[str, int], ...] = (),
+    ) -> ChunkedData:
+        """Data read chunk by chunk, never whole, through ``reader[row_slice, col_slice]``
+        (an object with ``shape``, ``dtype`` and ``ndim``: a Zarr array's view, a Parquet
+        dataset), in chunks of ``chunk_rows`` rows, converted to ``dtype``."""
+        n, d = int(reader.shape[0]), int(reader.shape[1])
+        rows = tuple(min(chunk_rows, n - s) for s in range(0, n, chunk_rows))
+        x = da.from_array(
+            reader,
+            chunks=(rows, (d,)),
+            asarray=True,
+            lock=False,
+            name=f"rows-{uuid.uuid4().hex}",
+            meta=np.empty((0, d), dtype=reader.dtype),
+        )
+        if x.dtype != np.dtype(dtype):
+            x = x.astype(dtype)
+        return cls(x, rows, source, parts)
 
     @classmethod
     def from_dask(cls, X: da.Array, source: str = "dask array") -> ChunkedData:
@@ -187,6 +227,140 @@ class ChunkedData:
         ]
         return da.concatenate(pieces, axis=0)
 
+    def blocks(self) -> list[Any]:
+        """The chunks as graph nodes (dask's own for lazy data; named numpy views,
+        not hashed, for in-memory data)."""
+        if self.is_lazy:
+            return list(self.array.to_delayed().reshape(self.array.numblocks[0], -1)[:, 0])
+        token = f"chunk-{id(self.array):x}-{self.n_rows}"
+        return [delayed(c, name=f"{token}-{o}", traverse=False) for c, o in self._numpy_chunks()]
+
+    def map_chunks(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        chunks: Sequence[int] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        label: str = "tasks",
+    ) -> list[Any]:
+        """``func(chunk, row_offset, chunk_index, *args)`` for ``chunks`` (default all),
+        computed now, one task per chunk (reported to ``progress`` as they finish).
+        Results in the order of ``chunks``."""
+        todo = range(len(self.row_chunks)) if chunks is None else list(chunks)
+        if not todo:
+            return []
+        blocks = self.blocks()
+        shared = [delayed(a, traverse=False) for a in args]
+        tasks = [
+            delayed(_on_chunk, pure=True)(func, blocks[c], self.offsets[c], c, *shared)
+            for c in todo
+        ]
+        return run_tasks(tasks, progress, label)
+
+    def fold(
+        self,
+        plan: Sequence[Unit],
+        state: Any,
+        combine: Callable[[Any, Any], Any],
+        *args: Any,
+        label: str = "fold",
+    ) -> Any:
+        """The state after every unit of ``plan``, in order.
+
+        A unit ``(chunks, chunk_func, update, extra)`` maps its chunks with
+        ``chunk_func(chunk, row_offset, state, *args, *extra)``, combines the results
+        (a tree, in chunk order) and gives ``update(state, combined, *args)``. Lazy
+        data make one graph: chunks are read in parallel ahead of the chain and only
+        the state and the per-chunk results travel.
+        """
+        offsets = self.offsets
+        if not self.is_lazy:
+            with single_threaded_blas():
+                for chunks, chunk_func, update, extra in plan:
+                    parts = [
+                        _on_chunk(chunk_func, X, offsets[c], state, *args, *extra)
+                        for X, c in ((self._chunk(c), c) for c in chunks)
+                    ]
+                    state = update(state, tree_reduce(parts, combine), *args)
+            return state
+        blocks = self.blocks()
+        node: Any = delayed(state, traverse=False)
+        shared = [delayed(a, traverse=False) for a in args]
+        for chunks, chunk_func, update, extra in plan:
+            parts = [
+                delayed(_on_chunk, pure=True)(
+                    chunk_func, blocks[c], offsets[c], node, *shared, *extra
+                )
+                for c in chunks
+            ]
+            node = delayed(update, pure=True)(node, tree_reduce_delayed(parts, combine), *shared)
+        (final,) = compute(node, label=label)
+        return final
+
+    def pairwise(
+        self,
+        other: ChunkedData,
+        pair: Callable[..., Any],
+        combine: Callable[[Any, Any], Any],
+        finish: Callable[..., np.ndarray],
+        *args: Any,
+        dtype: Any = np.float64,
+    ) -> Any:
+        """For every chunk ``Q`` of this data, ``finish(reduced, *args)`` of the
+        ``combine``-reduction (a tree, in ``other``'s chunk order) of
+        ``pair(Q, q_offset, R, *args)`` over the chunks ``R`` of ``other``: one value
+        per row of this data. Numpy out for numpy input, lazy for lazy input; the
+        full pair matrix is never formed.
+        """
+        if not self.is_lazy and not other.is_lazy:
+            return self._pairwise_in_memory(other, pair, combine, finish, args)
+        shared = [delayed(a, traverse=False) for a in args]
+        r_blocks = other.blocks()
+        pieces = []
+        for qb, offset, rows in zip(self.blocks(), self.offsets, self.row_chunks, strict=True):
+            parts = [delayed(pair, pure=True)(qb, offset, rb, *shared) for rb in r_blocks]
+            done = delayed(finish, pure=True)(tree_reduce_delayed(parts, combine), *shared)
+            pieces.append(da.from_delayed(done, shape=(rows,), dtype=dtype))
+        lazy = da.concatenate(pieces, axis=0)
+        if self.is_lazy:
+            return lazy
+        (out,) = compute(lazy, label="pairs")
+        return np.asarray(out)
+
+    def _pairwise_in_memory(
+        self,
+        other: ChunkedData,
+        pair: Callable[..., Any],
+        combine: Callable[[Any, Any], Any],
+        finish: Callable[..., np.ndarray],
+        args: tuple[Any, ...],
+    ) -> np.ndarray:
+        q_chunks = self._numpy_chunks()
+        r_chunks = [c for c, _ in other._numpy_chunks()]
+        n_ref = len(r_chunks)
+        workers = min(len(q_chunks) * n_ref, os.cpu_count() or 1)
+        # Query chunks go in batches just large enough to keep every worker busy, so that
+        # only one batch's partial results are held at a time.
+        batch = max(1, -(-workers // n_ref))
+
+        def run(qr: tuple[int, int]) -> Any:
+            q, offset = q_chunks[qr[0]]
+            return pair(q, offset, r_chunks[qr[1]], *args)
+
+        out: list[np.ndarray] = []
+        with single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
+            for first in range(0, len(q_chunks), batch):
+                todo = range(first, min(first + batch, len(q_chunks)))
+                parts = list(pool.map(run, [(qi, ri) for qi in todo for ri in range(n_ref)]))
+                for i in range(len(todo)):
+                    total = tree_reduce(parts[i * n_ref : (i + 1) * n_ref], combine)
+                    out.append(finish(total, *args))
+        return np.concatenate(out) if out else np.empty(0)
+
+    def _chunk(self, c: int) -> np.ndarray:
+        o = self.offsets[c]
+        return np.asarray(self.array[o : o + self.row_chunks[c]])
+
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The given rows (sorted, unique indices) as a float64 numpy array."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -194,6 +368,13 @@ class ChunkedData:
             (out,) = compute(self.array[rows], label="sample")
             return np.asarray(out, dtype=np.float64)
         return np.asarray(self.array[rows], dtype=np.float64)
+
+    def to_numpy(self) -> np.ndarray:
+        """All rows in memory, in their dtype (for data known to be small)."""
+        if not self.is_lazy:
+            return np.asarray(self.array)
+        (out,) = compute(self.array, label="gather")
+        return np.asarray(out)
 
     def persist(self) -> ChunkedData:
         """The same data held in (cluster) memory, for data that fit there."""

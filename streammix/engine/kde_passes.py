@@ -7,21 +7,17 @@ Layer: engine (dask + numpy), built on :mod:`streammix.core.kde_math`.
   around a shift taken from the first rows, tree-reduced.
 * :func:`score` evaluates every (query chunk, reference chunk) pair with the
   pairwise kernel and tree-reduces the partial log-sum-exps of each query chunk
-  over the reference chunks. Numpy query and reference run in a thread pool;
-  otherwise the pairs form a dask graph, which is returned lazily for lazy
-  queries (chunked like the query rows) and computed for numpy queries.
+  over the reference chunks (:meth:`ChunkedData.pairwise`): lazily for lazy
+  queries (chunked like the query rows), computed for numpy queries.
 * :func:`sample` picks reference rows uniformly and adds kernel noise.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask.delayed import Delayed, delayed
 
 from ..core.kde_math import (
     KernelPrep,
@@ -33,9 +29,8 @@ from ..core.kde_math import (
 )
 from ..core.kernel import first_nonfinite_row
 from ..errors import NonFiniteInput, NonFiniteRow
-from .compute import compute, single_threaded_blas
+from .compute import compute
 from .data import ChunkedData
-from .reduce import tree_reduce, tree_reduce_delayed
 
 # Rows averaged for the shift of the moment pass: any point near the data will do.
 SHIFT_ROWS = 1024
@@ -85,52 +80,6 @@ def _finish(partial: np.ndarray, prep: KernelPrep) -> np.ndarray:
     return partial + prep.log_norm
 
 
-def _score_in_memory(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> np.ndarray:
-    q_chunks = query._numpy_chunks()
-    r_chunks = [c for c, _ in reference._numpy_chunks()]
-    n_ref = len(r_chunks)
-    workers = min(len(q_chunks) * n_ref, os.cpu_count() or 1)
-    # Query chunks go in batches just large enough to keep every worker busy, so that
-    # only one batch's partial results are held at a time.
-    batch = max(1, -(-workers // n_ref))
-
-    def run(pair: tuple[int, int]) -> np.ndarray:
-        qi, ri = pair
-        q, offset = q_chunks[qi]
-        return _pair(q, offset, r_chunks[ri], prep)
-
-    out: list[np.ndarray] = []
-    with single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
-        for first in range(0, len(q_chunks), batch):
-            todo = range(first, min(first + batch, len(q_chunks)))
-            parts = list(pool.map(run, [(qi, ri) for qi in todo for ri in range(n_ref)]))
-            for i in range(len(todo)):
-                total = tree_reduce(parts[i * n_ref : (i + 1) * n_ref], combine_partials)
-                out.append(_finish(total, prep))
-    return np.concatenate(out) if out else np.empty(0)
-
-
-def _blocks(data: ChunkedData) -> list[Any]:
-    """The chunks of ``data`` as graph nodes (numpy chunks wrapped once)."""
-    if data.is_lazy:
-        return list(data.array.to_delayed().ravel())
-    return [delayed(c, traverse=False) for c, _ in data._numpy_chunks()]
-
-
-def _score_graph(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> da.Array:
-    prep_node = delayed(prep, traverse=False)
-    r_blocks = _blocks(reference)
-    pieces = []
-    for qb, offset, rows in zip(_blocks(query), query.offsets, query.row_chunks, strict=True):
-        parts: list[Delayed] = [
-            delayed(_pair, pure=True)(qb, offset, rb, prep_node) for rb in r_blocks
-        ]
-        total = tree_reduce_delayed(parts, combine_partials)
-        done = delayed(_finish, pure=True)(total, prep_node)
-        pieces.append(da.from_delayed(done, shape=(rows,), dtype=np.float64))
-    return da.concatenate(pieces, axis=0)
-
-
 def score(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> Any:
     """Log-density of every query row under the KDE of the reference rows.
 
@@ -139,13 +88,7 @@ def score(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> Any:
     ndarray of shape (n_query,) for numpy queries, else a lazy dask array of
     that shape chunked like the query rows.
     """
-    if not query.is_lazy and not reference.is_lazy:
-        return _score_in_memory(query, reference, prep)
-    lazy = _score_graph(query, reference, prep)
-    if query.is_lazy:
-        return lazy
-    (out,) = compute(lazy, label="kde-score")
-    return np.asarray(out)
+    return query.pairwise(reference, _pair, combine_partials, _finish, prep)
 
 
 def mean_score(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> float:

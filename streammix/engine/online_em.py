@@ -18,17 +18,20 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from dask.delayed import delayed
 
+from ..core.families import get_family
+from ..core.frame import Frame
 from ..core.kernel import BLOCK_ROWS, estep
+from ..core.params import MixtureParams
 from ..core.stats import SufficientStats
 from ..core.stepwise import OnlineSettings, OnlineState, update
-from .compute import compute, single_threaded_blas
-from .data import ChunkedData, _on_chunk
-from .reduce import tree_reduce, tree_reduce_delayed
+from .compute import single_threaded_blas
+from .data import ChunkedData, Unit
+from .reduce import tree_reduce
 
 # Rows per part of a chunk's E-step: the unit of intra-task parallelism.
 PART_ROWS = 4 * BLOCK_ROWS
@@ -60,16 +63,6 @@ def chunk_stats(X: np.ndarray, state: OnlineState) -> SufficientStats:
 
 def _add(a: SufficientStats, b: SufficientStats) -> SufficientStats:
     return a + b
-
-
-def _stats_task(X: np.ndarray, offset: int, state: OnlineState) -> SufficientStats:
-    return chunk_stats(X, state)
-
-
-def _update_task(
-    state: OnlineState, batch: SufficientStats, settings: OnlineSettings
-) -> OnlineState:
-    return update(state, batch, settings)
 
 
 def _chunk_updates(
@@ -117,6 +110,17 @@ def plan_units(
     return units
 
 
+def _take(state: OnlineState, new: OnlineState, settings: OnlineSettings) -> OnlineState:
+    """The state a unit of sequential updates inside one chunk produced."""
+    return new
+
+
+def _stats_of(
+    X: np.ndarray, offset: int, state: OnlineState, settings: OnlineSettings
+) -> SufficientStats:
+    return chunk_stats(X, state)
+
+
 def run_epoch(
     data: ChunkedData,
     state: OnlineState,
@@ -130,46 +134,137 @@ def run_epoch(
     ``seeds[c]`` shuffles the rows of chunk ``c`` before its sequential updates
     (used only when a chunk holds several updates).
     """
-    units = plan_units(data.row_chunks, order, batch_rows)
-    offsets = data.offsets
-    if data.is_lazy:
-        blocks = data.array.to_delayed().ravel()
-        node: Any = delayed(state, traverse=False)
-        shared = delayed(settings, traverse=False)
-        for unit in units:
-            node = _unit_graph(
-                blocks, offsets, data.row_chunks, unit, node, shared, batch_rows, seeds
-            )
-        (final,) = compute(node, label="online epoch")
-        return final
-    for unit in units:
-        chunks = [(data.array[offsets[c] : offsets[c] + data.row_chunks[c]], c) for c in unit]
-        if len(unit) == 1 and batch_rows is not None and batch_rows < data.row_chunks[unit[0]]:
-            X, c = chunks[0]
-            seed = None if seeds is None else seeds[c]
-            state = _on_chunk(_chunk_updates, X, offsets[c], state, settings, batch_rows, seed)
-            continue
-        parts = [_on_chunk(_stats_task, X, offsets[c], state) for X, c in chunks]
-        state = update(state, tree_reduce(parts, _add), settings)
-    return state
-
-
-def _unit_graph(
-    blocks: Any,
-    offsets: Sequence[int],
-    row_chunks: Sequence[int],
-    unit: tuple[int, ...],
-    state: Any,
-    settings: Any,
-    batch_rows: int | None,
-    seeds: Sequence[int] | None,
-) -> Any:
-    if len(unit) == 1 and batch_rows is not None and batch_rows < row_chunks[unit[0]]:
+    plan: list[Unit] = []
+    for unit in plan_units(data.row_chunks, order, batch_rows):
         c = unit[0]
-        seed = None if seeds is None else seeds[c]
-        return delayed(_on_chunk, pure=True)(
-            _chunk_updates, blocks[c], offsets[c], state, settings, batch_rows, seed
+        if len(unit) == 1 and batch_rows is not None and batch_rows < data.row_chunks[c]:
+            extra = (batch_rows, None if seeds is None else seeds[c])
+            plan.append((unit, _chunk_updates, _take, extra))
+        else:
+            plan.append((unit, _stats_of, update, ()))
+    return data.fold(plan, state, _add, settings, label="online epoch")
+
+
+# ---------------------------------------------------------------- state as files
+def state_to_files(state: OnlineState) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The running state as file contents: counters (JSON) and arrays. The parameters
+    scored with (``state.current``) are not among them: they are the model's own."""
+    info = {
+        "n_updates": state.n_updates,
+        "n_rows": state.n_rows,
+        "warm": state.warm,
+        "n_averaged": state.n_averaged,
+        "n_reseeded": state.n_reseeded,
+        "stats_n": state.stats.n,
+        "stats_loglik": state.stats.loglik,
+        "n_s2": len(state.stats.s2),
+        "frame_scale": state.stats.frame.scale,
+        "averaged": state.averaged is not None,
+        "loglik_sum": state.loglik_sum,
+    }
+    arrays = {
+        "state_s0": state.stats.s0,
+        "state_s1": state.stats.s1,
+        "state_frame_shift": state.stats.frame.shift,
+        **{f"state_s2_{i}": a for i, a in enumerate(state.stats.s2)},
+    }
+    if state.averaged is not None:
+        p = state.params
+        arrays.update(
+            {
+                "state_weights": p.weights,
+                "state_means": p.means,
+                "state_covariances": p.covariances,
+                "state_precisions_cholesky": p.precisions_cholesky,
+            }
         )
-    parts = [delayed(_on_chunk, pure=True)(_stats_task, blocks[c], offsets[c], state) for c in unit]
-    total = tree_reduce_delayed(parts, _add)
-    return delayed(_update_task, pure=True)(state, total, settings)
+    return info, arrays
+
+
+def state_from_files(
+    info: dict[str, Any], arrays: dict[str, np.ndarray], current: MixtureParams
+) -> OnlineState:
+    """The inverse of :func:`state_to_files`, given the parameters scored with.
+
+    Raises ``ValueError`` when the statistics do not fit the parameters.
+    """
+    frame = Frame(arrays["state_frame_shift"], float(info["frame_scale"]))
+    stats = SufficientStats(
+        float(info["stats_n"]),
+        float(info["stats_loglik"]),
+        arrays["state_s0"],
+        arrays["state_s1"],
+        tuple(arrays[f"state_s2_{i}"] for i in range(int(info["n_s2"]))),
+        frame,
+    )
+    family = current.family
+    k, d = current.n_components, current.n_features
+    if (
+        stats.s0.shape != (k,)
+        or stats.s1.shape != (k, d)
+        or tuple(a.shape for a in stats.s2) != family.s2_shapes(k, d)
+    ):
+        raise ValueError("running statistics have the wrong shapes")
+    averaged: MixtureParams | None = None
+    params = current
+    if info.get("averaged"):
+        params = MixtureParams(
+            family,
+            arrays["state_weights"],
+            arrays["state_means"],
+            arrays["state_covariances"],
+            arrays["state_precisions_cholesky"],
+        )
+        averaged = current
+    return OnlineState(
+        stats=stats,
+        params=params,
+        n_updates=int(info["n_updates"]),
+        n_rows=int(info["n_rows"]),
+        warm=bool(info["warm"]),
+        averaged=averaged,
+        n_averaged=int(info["n_averaged"]),
+        n_reseeded=int(info["n_reseeded"]),
+        loglik_sum=float(info["loglik_sum"]),
+    )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class OnlineCheckpoint:
+    """Where an online fit stands after an epoch: the running state and every epoch's
+    lower bound, enough to resume and end exactly where an uninterrupted fit would."""
+
+    state: OnlineState
+    lower_bounds: tuple[float, ...]
+
+    def to_files(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        info, arrays = state_to_files(self.state)
+        current = self.state.current
+        arrays.update(
+            {
+                "weights": current.weights,
+                "means": current.means,
+                "covariances": current.covariances,
+                "precisions_cholesky": current.precisions_cholesky,
+            }
+        )
+        meta = {
+            "online": info,
+            "lower_bounds": list(self.lower_bounds),
+            "covariance_type": current.family.name,
+            **current.family.structural_parameters(),
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_files(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> OnlineCheckpoint:
+        family = get_family(str(meta["covariance_type"]), meta.get("rank"))
+        current = MixtureParams(
+            family,
+            arrays["weights"],
+            arrays["means"],
+            arrays["covariances"],
+            arrays["precisions_cholesky"],
+        )
+        state = state_from_files(meta["online"], arrays, current)
+        return cls(state, tuple(float(b) for b in meta["lower_bounds"]))

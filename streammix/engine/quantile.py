@@ -62,8 +62,13 @@ def _bin_range(block: np.ndarray, lo: float, hi: float, b: int) -> np.ndarray:
 
 
 def _blocks(values: Any) -> da.Array:
+    """A dask array of ``values``: itself, a chunked store read chunk by chunk (an
+    array with ``chunks``, such as a Zarr array), or an in-memory array."""
     if isinstance(values, da.Array):
         return values
+    chunks = getattr(values, "chunks", None)
+    if isinstance(chunks, tuple) and chunks and all(isinstance(c, int) for c in chunks):
+        return da.from_array(values, chunks=chunks)
     return da.from_array(np.asarray(values, dtype=np.float64), chunks=1_000_000)
 
 

@@ -1,61 +1,54 @@
-"""What batch and online mixtures share: parameters, scoring, sampling, files.
+"""A fitted Gaussian mixture density: parameters, scoring, sampling, exact inference, files.
 
-Layer: edges. A fitted mixture keeps its parameters in scikit-learn's
-attributes (``weights_``, ``means_``, ``covariances_``, ``precisions_``,
-``precisions_cholesky_``); :meth:`BaseMixture._params` views them as one
-:class:`~streammix.core.params.MixtureParams` value for the engine.
+Layer: edges. :class:`MixtureDensity` is the role every fitted mixture plays,
+whatever fitted it (batch EM, online EM, the robust outlier detector): it keeps
+its parameters in scikit-learn's attributes (``weights_``, ``means_``,
+``covariances_``, ``precisions_``, ``precisions_cholesky_``), offers them as one
+public :class:`~streammix.core.params.MixtureParams` value (``params_``), and
+scores, samples, conditions, explains and saves itself. How parameters are
+estimated (EM settings, restarts, initialisation) is another role
+(:mod:`streammix.estimators.em_settings`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, ClassVar
 
-import dask.array as da
 import numpy as np
 
 from .._random import as_generator, draw_entropy
 from .._validation import (
     Constraint,
     Interval,
-    IsArrayLike,
-    IsBool,
     IsNone,
     IsRandomState,
     Options,
-    check_params,
 )
 from ..core import conditional, explain, sampling
-from ..core.families import COVARIANCE_TYPES, CovarianceFamily, get_family
+from ..core.families import COVARIANCE_TYPES, CovarianceFamily, family_for, get_family
 from ..core.kernel import score_rows
-from ..core.mstep import DEGENERATE_POLICIES
 from ..core.params import MixtureParams
 from ..engine import scoring as engine_score
 from ..engine.data import ChunkedData
-from ..engine.init import INIT_METHODS, InitSpec
 from ..errors import CholeskyFailure, InvalidParameterError
 from ..io.inputs import as_chunked
 from ..io.location import Location
 from ..io.modelfile import write_model_dir
 from .estimator import Estimator
 
-# Rules for the parameters every mixture has; subclasses add their own.
-COMMON_RULES: dict[str, list[Constraint]] = {
-    "n_components": [Interval("int", 1, None, "left")],
+# Rules for the parameters that define a density's structure; estimators add their own.
+DENSITY_RULES: dict[str, list[Constraint]] = {
     "covariance_type": [Options(COVARIANCE_TYPES)],
     "rank": [Interval("int", 1, None, "left"), IsNone()],
-    "reg_covar": [Interval("real", 0.0, None, "left")],
-    "init_params": [Options(INIT_METHODS)],
-    "weights_init": [IsArrayLike(), IsNone()],
-    "means_init": [IsArrayLike(), IsNone()],
-    "precisions_init": [IsArrayLike(), IsNone()],
     "random_state": [IsRandomState()],
-    "warm_start": [IsBool()],
-    "on_degenerate": [Options(DEGENERATE_POLICIES)],
 }
 
 # Hyperparameters that are arrays or generators and are not written to model files.
 _NOT_SAVED = ("weights_init", "means_init", "precisions_init", "random_state")
+# Hyperparameters a scikit-learn GaussianMixture takes, passed on by to_sklearn.
+_SKLEARN_PARAMS = ("reg_covar", "init_params", "random_state")
 
 
 def check_weights(weights: Any, n_components: int) -> np.ndarray:
@@ -132,67 +125,54 @@ def _marginal_chunk(X: np.ndarray, offset: int, params: MixtureParams) -> np.nda
     return conditional.log_marginal_density(params, X)
 
 
-class BaseMixture(Estimator):
-    """Parameters, scoring, sampling and model files of a Gaussian mixture."""
+class MixtureDensity(Estimator):
+    """A fitted Gaussian mixture density.
+
+    Concrete classes (:class:`~streammix.GaussianMixture`,
+    :class:`~streammix.OnlineGaussianMixture`, :class:`~streammix.OutlierDetector`)
+    add how they are fitted; every one of them has ``covariance_type``, ``rank``
+    (for ``"lowrank"``) and ``random_state`` parameters.
+
+    Attributes
+    ----------
+    params_ : MixtureParams
+        The fitted parameters as one immutable value (family, weights, means,
+        covariances, precision factors).
+    weights_, means_, covariances_, precisions_, precisions_cholesky_, n_features_in_
+        scikit-learn's attributes.
+    converged_, n_iter_, lower_bound_, lower_bounds_
+        The fit's history.
+    threshold_ : float, optional
+        The log-likelihood below which a row is an outlier, after :meth:`calibrate`.
+    """
 
     _estimator_type = "density_estimator"
-    _rules: ClassVar[dict[str, list[Constraint]]] = COMMON_RULES
+    _rules: ClassVar[dict[str, list[Constraint]]] = DENSITY_RULES
+    #: What :meth:`marginal` and :meth:`condition` return (this class when unset).
+    _derived: ClassVar[type[MixtureDensity] | None] = None
 
-    n_components: int
     covariance_type: str
-    reg_covar: float
-    init_params: str
-    weights_init: Any
-    means_init: Any
-    precisions_init: Any
     random_state: Any
-    warm_start: bool
-    on_degenerate: str
 
-    # ------------------------------------------------------------- validation
-    def _validate_params(self) -> None:
-        check_params(type(self).__name__, self._rules, self.get_params())
-
+    # ------------------------------------------------------------ structure
     def _family(self) -> CovarianceFamily:
         try:
             return get_family(self.covariance_type, getattr(self, "rank", None))
         except ValueError as err:
             raise InvalidParameterError(str(err)) from None
 
-    def _init_spec(self, n_features: int) -> InitSpec:
-        k = self.n_components
-        return InitSpec(
-            self.init_params,
-            None if self.weights_init is None else check_weights(self.weights_init, k),
-            None if self.means_init is None else check_means(self.means_init, k, n_features),
-            None
-            if self.precisions_init is None
-            else check_matrices(self._family(), self.precisions_init, k, n_features, "precisions"),
-        )
-
-    def _continuing(self) -> bool:
-        return bool(self.warm_start) and self.__sklearn_is_fitted__()
-
-    def _data(self, X: Any, *, fitting: bool = False) -> ChunkedData:
-        allow_nan = fitting and getattr(self, "missing", "error") == "em"
-        data = as_chunked(X, allow_nan=allow_nan)
-        if not fitting:
-            self._check_fitted()
-        if not fitting or self._continuing():
-            self._check_n_features(data.n_features)
+    def _data(self, X: Any) -> ChunkedData:
+        """Data to score: any accepted input, checked against the fitted model."""
+        data = as_chunked(X)
+        self.check_fitted()
+        self.check_n_features(data.n_features)
         return data
 
-    # -------------------------------------------------------------- parameters
-    def _set_params(self, params: MixtureParams, n_features: int) -> None:
-        self.weights_ = params.weights
-        self.means_ = params.means
-        self.covariances_ = params.covariances
-        self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = params.precisions
-        self.n_features_in_ = n_features
-
-    def _params(self) -> MixtureParams:
-        self._check_fitted()
+    # ----------------------------------------------------------- parameters
+    @property
+    def params_(self) -> MixtureParams:
+        """The fitted parameters as one value."""
+        self.check_fitted()
         return MixtureParams(
             self._family(),
             self.weights_,
@@ -201,6 +181,14 @@ class BaseMixture(Estimator):
             self.precisions_cholesky_,
         )
 
+    def _set_params(self, params: MixtureParams, n_features: int) -> None:
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = params.precisions
+        self.n_features_in_ = n_features
+
     def _set_history(
         self, converged: bool, n_iter: int, lower_bounds: list[float], lower_bound: float
     ) -> None:
@@ -208,6 +196,23 @@ class BaseMixture(Estimator):
         self.n_iter_ = int(n_iter)
         self.lower_bounds_ = [float(b) for b in lower_bounds]
         self.lower_bound_ = float(lower_bound)
+
+    @classmethod
+    def _from_params(
+        cls,
+        params: MixtureParams,
+        history: tuple[bool, int, list[float], float] = (True, 0, [], float("nan")),
+        **kwargs: Any,
+    ) -> Any:
+        """A fitted instance holding ``params``, with ``history`` (converged, n_iter,
+        lower bounds, lower bound) and the other constructor parameters ``kwargs``."""
+        if "n_components" in cls.param_names():
+            kwargs["n_components"] = params.n_components
+        factory: Any = cls  # subclasses define the constructor
+        est = factory(**kwargs).check_params()
+        est._set_params(params, params.n_features)
+        est._set_history(*history)
+        return est
 
     @classmethod
     def from_parameters(
@@ -227,7 +232,7 @@ class BaseMixture(Estimator):
         means : array-like of shape (n_components, n_features)
         covariances : array-like
             In the layout of ``covariance_type`` (scikit-learn's ``covariances_``).
-        covariance_type : {"full", "tied", "diag", "spherical"}
+        covariance_type : {"full", "tied", "diag", "spherical", "lowrank"}
         **kwargs
             Other constructor parameters.
 
@@ -241,17 +246,20 @@ class BaseMixture(Estimator):
         """
         means = np.asarray(means, dtype=np.float64)
         cov_arr = np.asarray(covariances, dtype=np.float64)
-        if covariance_type == "lowrank" and kwargs.get("rank") is None and cov_arr.ndim == 3:
-            kwargs["rank"] = cov_arr.shape[2] - 1
+        if kwargs.get("rank") is None:
+            # a structural parameter (the rank) read off the covariances' layout; for an
+            # unknown type or an unreadable layout the parameter checks below name the cause
+            with contextlib.suppress(ValueError):
+                kwargs.update(family_for(covariance_type, cov_arr).structural_parameters())
         if means.ndim != 2:
             raise InvalidParameterError(
                 f"means must be 2-D (n_components, n_features); got shape {means.shape}."
             )
         k, d = means.shape
+        if "n_components" in cls.param_names():
+            kwargs["n_components"] = k
         factory: Any = cls  # subclasses define the constructor
-        est = factory(n_components=k, covariance_type=covariance_type, **kwargs)
-        est._validate_params()
-        family = est._family()
+        family = factory(covariance_type=covariance_type, **kwargs).check_params()._family()
         w = check_weights(weights, k)
         m = check_means(means, k, d)
         cov = check_matrices(family, covariances, k, d, "covariances")
@@ -261,9 +269,7 @@ class BaseMixture(Estimator):
             raise InvalidParameterError(
                 f"covariances of components {err.components} are not positive definite"
             ) from None
-        est._set_params(params, d)
-        est._set_history(True, 0, [], float("nan"))
-        return est
+        return cls._from_params(params, covariance_type=covariance_type, **kwargs)
 
     # ---------------------------------------------------------------- scoring
     def score_samples(self, X: Any) -> Any:
@@ -273,34 +279,24 @@ class BaseMixture(Estimator):
         Zarr input, chunked like the input's rows.
         """
         data = self._data(X)
-        return engine_score.score(data, self._params(), "log_likelihood")
+        return engine_score.score(data, self.params_, "log_likelihood")
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood of the rows (computed, also for lazy input)."""
         data = self._data(X)
-        prep = engine_score.prepare_for(self._params(), data)
+        prep = engine_score.prepare_for(self.params_, data)
         total, n = data.map_reduce(_score_sum_chunk, prep, combine=_add_pairs, label="score")
         return float(total / n)
-
-    def predict(self, X: Any) -> Any:
-        """The most likely component of every row."""
-        data = self._data(X)
-        return engine_score.score(data, self._params(), "label")
-
-    def predict_proba(self, X: Any) -> Any:
-        """Responsibilities, shape ``(n_samples, n_components)``."""
-        data = self._data(X)
-        return engine_score.score(data, self._params(), "proba")
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
         n = self._data(X).n_rows
-        return float(-2.0 * self.score(X) * n + self._params().n_parameters() * np.log(n))
+        return float(-2.0 * self.score(X) * n + self.params_.n_parameters() * np.log(n))
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
         n = self._data(X).n_rows
-        return float(-2.0 * self.score(X) * n + 2.0 * self._params().n_parameters())
+        return float(-2.0 * self.score(X) * n + 2.0 * self.params_.n_parameters())
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw rows from the mixture, in random order (not grouped by component).
@@ -310,13 +306,13 @@ class BaseMixture(Estimator):
         X : ndarray of shape (n_samples, n_features)
         labels : ndarray of shape (n_samples,)
         """
-        self._check_fitted()
+        self.check_fitted()
         if not isinstance(n_samples, int | np.integer) or n_samples < 1:
             raise InvalidParameterError(
                 f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
                 "least one sample."
             )
-        return sampling.sample(self._params(), int(n_samples), as_generator(self.random_state))
+        return sampling.sample(self.params_, int(n_samples), as_generator(self.random_state))
 
     # ------------------------------------------------------- exact inference
     def marginal(self, features: Any) -> Any:
@@ -330,7 +326,7 @@ class BaseMixture(Estimator):
         >>> gm.marginal([1]).means_
         array([[2.]])
         """
-        return self._known(conditional.marginal(self._params(), features))
+        return self._derived_from(conditional.marginal(self.params_, features))
 
     def condition(self, features: Any, values: Any) -> Any:
         """The mixture of the other features given ``x[features] = values``.
@@ -339,21 +335,22 @@ class BaseMixture(Estimator):
         means and covariances are the Gaussian conditionals (Schur complements).
         The remaining features keep their order.
         """
-        params = self._params()
+        params = self.params_
         if not params.family.exact_conditionals:
             params = params.to_full()
-        return self._known(conditional.condition(params, features, values))
+        return self._derived_from(conditional.condition(params, features, values))
 
-    def _known(self, params: MixtureParams) -> Any:
-        from .gaussian_mixture import GaussianMixture
-
-        return GaussianMixture.from_parameters(
+    def _derived_from(self, params: MixtureParams) -> Any:
+        """A fitted mixture of the class that derived densities take (``_derived``)."""
+        target = self._derived or type(self)
+        kwargs = {k: v for k, v in self.get_params().items() if k in ("reg_covar",)}
+        return target.from_parameters(
             params.weights,
             params.means,
             params.covariances,
             params.family.name,
-            reg_covar=self.reg_covar,
-            rank=getattr(params.family, "rank", None),
+            **params.family.structural_parameters(),
+            **{k: v for k, v in kwargs.items() if k in target.param_names()},
         )
 
     def impute(self, X: Any, n_draws: int = 0, random_state: Any = None) -> Any:
@@ -376,17 +373,17 @@ class BaseMixture(Estimator):
         """
         if not isinstance(n_draws, int | np.integer) or n_draws < 0:
             raise InvalidParameterError(f"n_draws must be an int >= 0; got {n_draws!r}.")
-        self._check_fitted()
+        self.check_fitted()
         data = as_chunked(X, allow_nan=True)
-        self._check_n_features(data.n_features)
+        self.check_n_features(data.n_features)
         entropy = draw_entropy(as_generator(random_state)) if n_draws else 0
         tail = (int(n_draws), data.n_features) if n_draws else (data.n_features,)
         out = data.map_rows(
-            _impute_chunk, self._params(), int(n_draws), entropy, dtype=np.float64, tail=tail
+            _impute_chunk, self.params_, int(n_draws), entropy, dtype=np.float64, tail=tail
         )
         if not n_draws:
             return out
-        return da.moveaxis(out, 1, 0) if data.is_lazy else np.moveaxis(out, 1, 0)
+        return np.moveaxis(out, 1, 0)  # lazy for lazy input
 
     def explain(self, X: Any, top: int = 3) -> dict[str, Any]:
         """Why rows score as they do: for each row its most likely component, every
@@ -403,7 +400,7 @@ class BaseMixture(Estimator):
         data = self._data(X)
         d = data.n_features
         top = min(int(top), d)
-        params = self._params()
+        params = self.params_
         out = data.map_rows(
             _explain_chunk,
             params,
@@ -420,10 +417,10 @@ class BaseMixture(Estimator):
 
     def log_marginal_density(self, X: Any) -> Any:
         """Log-density of every row's observed (non-NaN) entries; 0 for empty rows."""
-        self._check_fitted()
+        self.check_fitted()
         data = as_chunked(X, allow_nan=True)
-        self._check_n_features(data.n_features)
-        return data.map_rows(_marginal_chunk, self._params(), dtype=np.float64)
+        self.check_n_features(data.n_features)
+        return data.map_rows(_marginal_chunk, self.params_, dtype=np.float64)
 
     # ------------------------------------------------------------------ files
     def calibrate(self, X: Any, contamination: float) -> float:
@@ -441,7 +438,13 @@ class BaseMixture(Estimator):
         self.threshold_info_ = {"contamination": float(contamination), "source": "fit data"}
         return self.threshold_
 
-    def _model_meta(self) -> dict[str, Any]:
+    def to_files(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The model as its files' contents: JSON metadata and named arrays (what
+        :meth:`save` writes and :meth:`from_files` reads)."""
+        self.check_fitted()
+        return self._files_meta(), self._files_arrays()
+
+    def _files_meta(self) -> dict[str, Any]:
         hyper = {k: v for k, v in self.get_params().items() if k not in _NOT_SAVED}
         calibration = None
         if getattr(self, "threshold_", None) is not None:
@@ -461,7 +464,7 @@ class BaseMixture(Estimator):
             },
         }
 
-    def _model_arrays(self) -> dict[str, np.ndarray]:
+    def _files_arrays(self) -> dict[str, np.ndarray]:
         return {
             "weights": self.weights_,
             "means": self.means_,
@@ -474,14 +477,15 @@ class BaseMixture(Estimator):
 
         Returns the path. Load it with :func:`streammix.load`.
         """
-        self._check_fitted()
-        return str(write_model_dir(path, self._model_meta(), self._model_arrays()))
+        meta, arrays = self.to_files()
+        return write_model_dir(path, meta, arrays)
 
     @classmethod
-    def _from_model(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
-        """Rebuild a fitted estimator from a validated model directory."""
+    def from_files(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+        """Rebuild a fitted estimator from its files' contents (see :meth:`to_files`);
+        raises ``ValueError`` (or ``KeyError``) when they do not describe one."""
         hyper = dict(meta.get("hyperparameters") or {})
-        known = set(cls._param_names())
+        known = set(cls.param_names())
         kwargs = {k: v for k, v in hyper.items() if k in known and k != "n_components"}
         kwargs["covariance_type"] = meta["covariance_type"]
         for name, arr in arrays.items():
@@ -523,17 +527,16 @@ class BaseMixture(Estimator):
         """An equivalent fitted ``sklearn.mixture.GaussianMixture`` (needs scikit-learn)."""
         from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
-        self._check_fitted()
-        params = self._params()
-        if params.family.name not in ("full", "tied", "diag", "spherical"):
+        self.check_fitted()
+        params = self.params_
+        if params.family.sklearn_name is None:
             # scikit-learn has no such family: hand over the same density, full.
-            return self._known(params.to_full()).to_sklearn()
+            return self._derived_from(params.to_full()).to_sklearn()
+        settings = {k: v for k, v in self.get_params().items() if k in _SKLEARN_PARAMS}
         est = SklearnGaussianMixture(
             n_components=int(self.weights_.shape[0]),
-            covariance_type=self.covariance_type,
-            reg_covar=self.reg_covar,
-            init_params=self.init_params,
-            random_state=self.random_state,
+            covariance_type=params.family.sklearn_name,
+            **settings,
         )
         for name in (
             "weights_",

@@ -9,21 +9,32 @@ scikit-learn is imported only when its own tools ask for tags.
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from .._validation import Constraint, check_params
 from ..errors import InvalidInputError, NotFittedError
+
+E = TypeVar("E", bound="Estimator")
 
 
 class Estimator:
-    """Base class: parameters are the constructor's keyword arguments."""
+    """Base class: parameters are the constructor's keyword arguments, checked against
+    the rules the class declares (``_rules``) by :meth:`check_params`."""
 
     _estimator_type: ClassVar[str | None] = None
     _fitted_attribute: ClassVar[str] = "n_features_in_"
+    _rules: ClassVar[dict[str, list[Constraint]]] = {}
+
+    def check_params(self: E) -> E:
+        """Raise :class:`InvalidParameterError` unless every constructor parameter is
+        valid (``fit`` checks them too); returns the estimator."""
+        check_params(type(self).__name__, self._rules, self.get_params())
+        return self
 
     @classmethod
-    def _param_names(cls) -> list[str]:
+    def param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
         return [
             p.name
@@ -33,11 +44,11 @@ class Estimator:
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor parameters and their current values."""
-        return {name: getattr(self, name) for name in self._param_names()}
+        return {name: getattr(self, name) for name in self.param_names()}
 
     def set_params(self, **params: Any) -> Estimator:
         """Set constructor parameters; unknown names raise ``ValueError``."""
-        valid = set(self._param_names())
+        valid = set(self.param_names())
         for name, value in params.items():
             if name not in valid:
                 raise ValueError(
@@ -50,7 +61,7 @@ class Estimator:
     def __repr__(self) -> str:
         sig = inspect.signature(type(self).__init__)
         changed = []
-        for name in self._param_names():
+        for name in self.param_names():
             default = sig.parameters[name].default
             value = getattr(self, name)
             same = value is default or (
@@ -77,14 +88,17 @@ class Estimator:
             classifier_tags=None,
         )
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise :class:`NotFittedError` unless the estimator is fitted."""
         if not self.__sklearn_is_fitted__():
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
             )
 
-    def _check_n_features(self, n_features: int) -> None:
+    def check_n_features(self, n_features: int) -> None:
+        """Raise :class:`InvalidInputError` unless data of ``n_features`` columns fit
+        the fitted model."""
         expected = getattr(self, "n_features_in_", None)
         if expected is not None and n_features != expected:
             raise InvalidInputError(

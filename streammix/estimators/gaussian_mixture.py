@@ -1,8 +1,10 @@
 """``GaussianMixture``: scikit-learn's estimator, over data of any size.
 
 Layer: edges. Validates arguments, turns input into chunks, and hands the
-work to the batch EM engine; scoring, sampling and model files come from
-:class:`~streammix.estimators.density.BaseMixture`.
+work to the batch EM engine; scoring, sampling and model files come from the
+density role (:class:`~streammix.estimators.density.MixtureDensity`), EM
+settings and component assignments from
+:class:`~streammix.estimators.em_settings.EMEstimator`.
 """
 
 from __future__ import annotations
@@ -16,14 +18,21 @@ import numpy as np
 
 from .._random import as_generator, draw_entropy
 from .._validation import Constraint, Interval, IsBool, Options
-from ..core.frame import Frame
-from ..engine.batch_em import EMSettings, IterationReport, RunState, best_run, run_em
+from ..core.missing import MISSING_POLICIES
+from ..engine.batch_em import (
+    EMCheckpoint,
+    EMSettings,
+    IterationReport,
+    RunState,
+    best_run,
+    run_em,
+)
 from ..engine.compute import blas_guarded
 from ..engine.data import ChunkedData
 from ..engine.init import initial_params, params_frame
 from ..errors import ConvergenceWarning, InvalidInputError
-from ..io.modelfile import register_kind
-from .density import COMMON_RULES, BaseMixture
+from .density import MixtureDensity
+from .em_settings import EM_RULES, EMEstimator
 
 logger = logging.getLogger("streammix")
 
@@ -38,7 +47,7 @@ def show_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
-class GaussianMixture(BaseMixture):
+class GaussianMixture(EMEstimator):
     """A Gaussian mixture fitted by EM over chunked data.
 
     Parameters have scikit-learn's names, defaults and meanings; ``X`` may be a
@@ -117,14 +126,14 @@ class GaussianMixture(BaseMixture):
     """
 
     _rules: ClassVar[dict[str, list[Constraint]]] = {
-        **COMMON_RULES,
+        **EM_RULES,
         "tol": [Interval("real", 0.0, None, "left")],
         "max_iter": [Interval("int", 0, None, "left")],
         "n_init": [Interval("int", 1, None, "left")],
         "verbose": [Interval("int", 0, None, "left")],
         "verbose_interval": [Interval("int", 1, None, "left")],
         "persist": [IsBool()],
-        "missing": [Options(("error", "em"))],
+        "missing": [Options(MISSING_POLICIES)],
     }
 
     def __init__(
@@ -169,65 +178,35 @@ class GaussianMixture(BaseMixture):
         self.missing = missing
 
     # -------------------------------------------------------------------- fit
-    def fit(self, X: Any, y: Any = None) -> GaussianMixture:
+    @blas_guarded
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        on_iteration: Callable[[IterationReport], None] | None = None,
+        resume: EMCheckpoint | None = None,
+    ) -> GaussianMixture:
         """Estimate the parameters with EM.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), dask array, zarr.Array or path
+        X : array-like of shape (n_samples, n_features), dask array, zarr.Array or location
         y : ignored
+        on_iteration : callable, optional
+            Called after every iteration with an
+            :class:`~streammix.engine.batch_em.IterationReport`; its
+            ``checkpoint()`` is the value to resume from.
+        resume : EMCheckpoint, optional
+            Continue a fit from a checkpoint of the same settings and data: the
+            result equals an uninterrupted fit's.
 
         Returns
         -------
         self
         """
-        self._fit(X)
-        return self
-
-    def fit_predict(self, X: Any, y: Any = None) -> Any:
-        """Fit, then return the most likely component of every row."""
-        self._fit(X)
-        return self.predict(X)
-
-    @classmethod
-    def from_model(cls, model: BaseMixture, **kwargs: Any) -> GaussianMixture:
-        """A batch mixture that continues from another fitted mixture's parameters.
-
-        The result has ``warm_start=True``: its :meth:`fit` runs batch EM from
-        ``model``'s parameters, e.g. to polish an :class:`OnlineGaussianMixture`.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from streammix import GaussianMixture, OnlineGaussianMixture
-        >>> X = np.random.default_rng(0).normal(size=(3000, 2))
-        >>> online = OnlineGaussianMixture(2, batch_size=500, random_state=0).fit(X)
-        >>> polished = GaussianMixture.from_model(online).fit(X)
-        >>> polished.score(X) >= online.score(X) - 1e-9
-        True
-        """
-        model._check_fitted()
-        kwargs.setdefault("covariance_type", model.covariance_type)
-        kwargs.setdefault("reg_covar", model.reg_covar)
-        kwargs.setdefault("warm_start", True)
-        params = model._params()
-        est = cls(n_components=params.n_components, **kwargs)
-        est._validate_params()
-        est._set_params(params, params.n_features)
-        est._set_history(False, 0, [], float("nan"))
-        return est
-
-    @blas_guarded
-    def _fit(
-        self,
-        X: Any,
-        on_iteration: Callable[[IterationReport], None] | None = None,
-        resume: tuple[Frame, list[RunState], int] | None = None,
-    ) -> None:
-        """``fit``, reporting every iteration, or resuming from a checkpoint's
-        ``(frame, runs, iteration)``."""
-        self._validate_params()
-        data = self._data(X, fitting=True)
+        self.check_params()
+        data = self._fit_data(X)
         if data.n_rows < self.n_components:
             raise InvalidInputError(
                 f"Expected n_samples >= n_components but got n_components = "
@@ -237,7 +216,7 @@ class GaussianMixture(BaseMixture):
             data = data.persist()
         start_iteration = 0
         if resume is not None:
-            frame, states, start_iteration = resume
+            frame, states, start_iteration = resume.frame, list(resume.states), resume.iteration
         else:
             states, frame = self._starts(data)
         settings = EMSettings(
@@ -253,10 +232,52 @@ class GaussianMixture(BaseMixture):
             data, states, frame, settings, on_iteration=hook, start_iteration=start_iteration
         )
         self._adopt(states[best_run(states)], data.n_features)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None) -> Any:
+        """Fit, then return the most likely component of every row."""
+        return self.fit(X).predict(X)
+
+    @classmethod
+    def from_model(cls, model: MixtureDensity, **kwargs: Any) -> GaussianMixture:
+        """A batch mixture that continues from another fitted mixture's parameters.
+
+        The result has ``warm_start=True``: its :meth:`fit` runs batch EM from
+        ``model``'s parameters, e.g. to polish an :class:`OnlineGaussianMixture`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from streammix import GaussianMixture, OnlineGaussianMixture
+        >>> X = np.random.default_rng(0).normal(size=(3000, 2))
+        >>> online = OnlineGaussianMixture(2, batch_size=500, random_state=0).fit(X)
+        >>> polished = GaussianMixture.from_model(online).fit(X)
+        >>> polished.score(X) >= online.score(X) - 1e-9
+        True
+        """
+        params = model.params_
+        kwargs.setdefault("covariance_type", model.covariance_type)
+        for name, value in params.family.structural_parameters().items():
+            kwargs.setdefault(name, value)
+        if "reg_covar" in model.get_params():
+            kwargs.setdefault("reg_covar", model.get_params()["reg_covar"])
+        kwargs.setdefault("warm_start", True)
+        return cls._from_params(params, (False, 0, [], float("nan")), **kwargs)
+
+    @classmethod
+    def from_run(cls, run: RunState, **kwargs: Any) -> GaussianMixture:
+        """The fitted mixture an EM run reached (parameters and history), e.g. the
+        candidate a model selection chose; ``kwargs`` are other constructor parameters."""
+        params = run.params
+        kwargs.setdefault("covariance_type", params.family.name)
+        for name, value in params.family.structural_parameters().items():
+            kwargs.setdefault(name, value)
+        history = (run.converged, run.n_iter, list(run.lower_bounds), run.lower_bound)
+        return cls._from_params(params, history, **kwargs)
 
     def _starts(self, data: ChunkedData) -> tuple[list[RunState], Any]:
         if self._continuing():
-            params = self._params()
+            params = self.params_
             return [RunState(params)], params_frame(params, data.dtype)
         rng = as_generator(self.random_state)
         seeds = np.random.SeedSequence(draw_entropy(rng)).spawn(self.n_init)
@@ -311,6 +332,3 @@ class GaussianMixture(BaseMixture):
         self._set_history(
             state.converged, state.n_iter, list(state.lower_bounds), state.lower_bound
         )
-
-
-register_kind("GaussianMixture", GaussianMixture._from_model)

@@ -13,19 +13,17 @@ import math
 import os
 from typing import Any, ClassVar
 
-import dask.array as da
 import numpy as np
 
 from .._random import as_generator
 from .._validation import Constraint, Interval, IsRandomState, Options, check_params
 from ..core.kde_math import BANDWIDTH_RULES, KernelPrep, kernel_cholesky
 from ..engine import kde_passes as engine_kde
-from ..engine.compute import compute
 from ..engine.data import ChunkedData
 from ..errors import InvalidInputError, ModelFileError, SingularCovariance
 from ..io.inputs import DEFAULT_ARRAY, as_chunked
 from ..io.location import Location, as_location, is_location
-from ..io.modelfile import register_kind, write_model_dir
+from ..io.modelfile import write_model_dir
 from .estimator import Estimator
 
 # A model directory holds the reference rows up to this many values (80 MB in float64);
@@ -112,7 +110,7 @@ class KernelDensity(Estimator):
         -------
         self
         """
-        check_params(type(self).__name__, self._rules, self.get_params())
+        self.check_params()
         data = as_chunked(X)
         given = X.array if isinstance(X, ChunkedData) else X
         if (
@@ -169,9 +167,9 @@ class KernelDensity(Estimator):
         return KernelPrep.build(self.mean_, self.cholesky_, self.n_samples_fit_)
 
     def _query(self, X: Any) -> ChunkedData:
-        self._check_fitted()
+        self.check_fitted()
         data = as_chunked(X)
-        self._check_n_features(data.n_features)
+        self.check_n_features(data.n_features)
         return data
 
     def score_samples(self, X: Any) -> Any:
@@ -206,7 +204,7 @@ class KernelDensity(Estimator):
         -------
         ndarray of shape (n_samples, n_features), float64
         """
-        self._check_fitted()
+        self.check_fitted()
         owner = f"{type(self).__name__}.sample"
         check_params(
             owner, self._sample_rules, {"n_samples": n_samples, "random_state": random_state}
@@ -216,7 +214,13 @@ class KernelDensity(Estimator):
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike[str] | Location) -> str:
-        """Write the fitted model to the directory ``path`` (atomically, no pickle).
+        """Write the fitted model to the directory ``path`` (no pickle); see
+        :meth:`to_files`. Returns the path; load it with :func:`streammix.load`."""
+        meta, arrays = self.to_files()
+        return write_model_dir(path, meta, arrays)
+
+    def to_files(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The model as its files' contents: JSON metadata and named arrays.
 
         The training rows are stored in the directory when they hold at most
         ``MAX_SAVED_VALUES`` values. Larger training data are not copied: the
@@ -224,14 +228,12 @@ class KernelDensity(Estimator):
         it (read-only) on load; a model fitted from larger in-memory or dask data
         cannot be saved.
 
-        Returns the path. Load it with :func:`streammix.load`.
-
         Raises
         ------
         ModelFileError
             When the training data are too large to store and have no Zarr path.
         """
-        self._check_fitted()
+        self.check_fitted()
         ref = self._reference
         n_values = ref.n_rows * ref.n_features
         arrays: dict[str, np.ndarray] = {
@@ -241,10 +243,7 @@ class KernelDensity(Estimator):
         }
         stored = n_values <= MAX_SAVED_VALUES
         if stored:
-            rows = ref.array
-            if isinstance(rows, da.Array):
-                (rows,) = compute(rows, label="save")
-            arrays["reference"] = np.asarray(rows)
+            arrays["reference"] = ref.to_numpy()
         elif self.reference_path_ is None:
             raise ModelFileError(
                 f"Cannot save this KernelDensity: its training data ({ref.n_rows} x "
@@ -266,14 +265,13 @@ class KernelDensity(Estimator):
                 "dtype": ref.dtype.str,
             },
         }
-        return str(write_model_dir(path, meta, arrays))
+        return meta, arrays
 
     @classmethod
-    def _from_model(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> KernelDensity:
-        """Rebuild a fitted estimator from a validated model directory."""
+    def from_files(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> KernelDensity:
+        """Rebuild a fitted estimator from its files' contents (see :meth:`to_files`)."""
         hyper = dict(meta.get("hyperparameters") or {})
-        est = cls(bandwidth=hyper["bandwidth"])
-        check_params(cls.__name__, cls._rules, est.get_params())
+        est = cls(bandwidth=hyper["bandwidth"]).check_params()
         n, d = int(meta["n_samples"]), int(meta["n_features"])
         expected = {"mean": (d,), "covariance": (d, d), "cholesky": (d, d)}
         for name, shape in expected.items():
@@ -320,6 +318,3 @@ def _reopen(path: str, array: str, shape: tuple[int, int]) -> ChunkedData:
             "Refit the model."
         )
     return data
-
-
-register_kind("KernelDensity", KernelDensity._from_model)

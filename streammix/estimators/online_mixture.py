@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -30,16 +29,21 @@ from ..core.stepwise import (
 from ..engine.compute import blas_guarded
 from ..engine.data import ChunkedData
 from ..engine.init import initial_params, params_frame, sample_size
-from ..engine.online_em import run_epoch
+from ..engine.online_em import (
+    OnlineCheckpoint,
+    run_epoch,
+    state_from_files,
+    state_to_files,
+)
 from ..errors import InvalidInputError, InvalidParameterError, NotFittedError
-from ..io.location import Location
-from ..io.modelfile import register_kind, write_model_dir
-from .density import COMMON_RULES, BaseMixture
+from .density import MixtureDensity
+from .em_settings import EM_RULES, EMEstimator
+from .gaussian_mixture import GaussianMixture
 
 logger = logging.getLogger("streammix")
 
 
-class OnlineGaussianMixture(BaseMixture):
+class OnlineGaussianMixture(EMEstimator):
     """A Gaussian mixture fitted by stepwise EM, one chunk (or batch) at a time.
 
     Shares :class:`GaussianMixture`'s parameters for the model and its
@@ -104,8 +108,9 @@ precisions_init, random_state, on_degenerate
     array([-4.,  4.])
     """
 
+    _derived = GaussianMixture
     _rules: ClassVar[dict[str, list[Constraint]]] = {
-        **COMMON_RULES,
+        **EM_RULES,
         "learning_decay": [Interval("real", 0.5, 1.0, "right")],
         "learning_offset": [Interval("real", 0.0, None, "left")],
         "max_epochs": [Interval("int", 1, None, "left")],
@@ -188,7 +193,14 @@ precisions_init, random_state, on_degenerate
             )
         return state
 
-    def _adopt(self, state: OnlineState, n_features: int) -> None:
+    def _adopt(
+        self,
+        state: OnlineState,
+        n_features: int,
+        history: tuple[bool, int, list[float], float] | None = None,
+    ) -> None:
+        if history is not None:
+            self._set_history(*history)
         self._online_state = state
         self._set_params(state.current, n_features)
         self.n_updates_ = int(state.n_updates)
@@ -233,24 +245,32 @@ precisions_init, random_state, on_degenerate
         return start_state(params, template)
 
     # -------------------------------------------------------------------- fit
-    def fit(self, X: Any, y: Any = None) -> OnlineGaussianMixture:
+    @blas_guarded
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        on_epoch: Callable[[int, OnlineGaussianMixture], None] | None = None,
+        resume: OnlineCheckpoint | None = None,
+    ) -> OnlineGaussianMixture:
         """Initialise on a sample, then ``max_epochs`` passes over shuffled chunks.
 
         With ``warm_start=True`` on a fitted model, continue from its state.
-        """
-        self._fit(X)
-        return self
 
-    @blas_guarded
-    def _fit(
-        self,
-        X: Any,
-        on_epoch: Callable[[int, OnlineGaussianMixture], None] | None = None,
-        resume: tuple[OnlineState, list[float]] | None = None,
-    ) -> None:
-        """``fit``, reporting each finished epoch, or resuming after ``len(bounds)`` epochs."""
-        self._validate_params()
-        data = self._data(X, fitting=True)
+        Parameters
+        ----------
+        X : array-like, dask array, zarr.Array or location
+        y : ignored
+        on_epoch : callable, optional
+            Called as ``on_epoch(epoch, self)`` after every epoch; ``checkpoint()``
+            is then the value to resume from.
+        resume : OnlineCheckpoint, optional
+            Continue after the checkpoint's epochs: the result equals an
+            uninterrupted fit's.
+        """
+        self.check_params()
+        data = self._fit_data(X)
         rng = as_generator(self.random_state)
         n_chunks = len(data.row_chunks)
         # Every epoch's chunk order and per-chunk row-shuffling seeds are drawn up front,
@@ -263,7 +283,7 @@ precisions_init, random_state, on_degenerate
             for _ in range(self.max_epochs)
         ]
         if resume is not None:
-            state, bounds = resume[0], list(resume[1])
+            state, bounds = resume.state, list(resume.lower_bounds)
         elif self._continuing():
             state, bounds = self._state(), []
         else:
@@ -280,6 +300,7 @@ precisions_init, random_state, on_degenerate
                 )
             if on_epoch is not None:
                 on_epoch(epoch + 1, self)
+        return self
 
     @blas_guarded
     def partial_fit(self, X: Any, y: Any = None) -> OnlineGaussianMixture:
@@ -289,9 +310,9 @@ precisions_init, random_state, on_degenerate
         continue exactly where the previous one stopped, also across
         :meth:`save` and :func:`streammix.load`.
         """
-        self._validate_params()
+        self.check_params()
         fitted = getattr(self, "_online_state", None) is not None
-        data = self._data(X, fitting=not fitted)
+        data = self._data(X) if fitted else self._fit_data(X)
         order = np.arange(len(data.row_chunks))
         state = (
             self._state()
@@ -323,7 +344,7 @@ precisions_init, random_state, on_degenerate
     # --------------------------------------------------------------- transfer
     @classmethod
     def from_model(
-        cls, model: BaseMixture, n_rows: int | None = None, **kwargs: Any
+        cls, model: MixtureDensity, n_rows: int | None = None, **kwargs: Any
     ) -> OnlineGaussianMixture:
         """An online model that continues from a fitted mixture (e.g. a batch fit).
 
@@ -332,12 +353,13 @@ precisions_init, random_state, on_degenerate
         else 10,000): the first updates move the model about as much as that
         many rows of new data would.
         """
-        model._check_fitted()
-        params = model._params()
+        params = model.params_
         kwargs.setdefault("covariance_type", model.covariance_type)
-        kwargs.setdefault("reg_covar", model.reg_covar)
-        est = cls(n_components=params.n_components, warm_start=True, **kwargs)
-        est._validate_params()
+        for name, value in params.family.structural_parameters().items():
+            kwargs.setdefault(name, value)
+        if "reg_covar" in model.get_params():
+            kwargs.setdefault("reg_covar", model.get_params()["reg_covar"])
+        est = cls(n_components=params.n_components, warm_start=True, **kwargs).check_params()
         frame = params_frame(params, np.dtype(np.float64))
         k, d = params.n_components, params.n_features
         template = SufficientStats.zero(k, d, params.family.s2_shapes(k, d), frame)
@@ -346,110 +368,41 @@ precisions_init, random_state, on_degenerate
         state = OnlineState(
             stats=stats, params=params, n_updates=max(1, seen // 10_000), n_rows=seen, warm=True
         )
-        est._adopt(state, d)
-        est._set_history(True, 0, [], float("nan"))
+        est._adopt(state, d, (True, 0, [], float("nan")))
         return est
 
     # ------------------------------------------------------------------ files
-    def _model_meta(self) -> dict[str, Any]:
-        meta = super()._model_meta()
-        state = self._state()
-        meta["online"] = {
-            "n_updates": state.n_updates,
-            "n_rows": state.n_rows,
-            "warm": state.warm,
-            "n_averaged": state.n_averaged,
-            "n_reseeded": state.n_reseeded,
-            "stats_n": state.stats.n,
-            "stats_loglik": state.stats.loglik,
-            "n_s2": len(state.stats.s2),
-            "frame_scale": state.stats.frame.scale,
-            "averaged": state.averaged is not None,
-            "loglik_sum": state.loglik_sum,
-        }
+    def checkpoint(self) -> OnlineCheckpoint:
+        """The value :meth:`fit` resumes from to continue after the last epoch."""
+        return OnlineCheckpoint(self._state(), tuple(self.lower_bounds_))
+
+    def _files_meta(self) -> dict[str, Any]:
+        meta = super()._files_meta()
+        meta["online"], _ = state_to_files(self._state())
         return meta
 
-    def _model_arrays(self) -> dict[str, np.ndarray]:
-        arrays = super()._model_arrays()
-        state = self._state()
-        arrays.update(
-            {
-                "state_s0": state.stats.s0,
-                "state_s1": state.stats.s1,
-                "state_frame_shift": state.stats.frame.shift,
-                **{f"state_s2_{i}": a for i, a in enumerate(state.stats.s2)},
-            }
-        )
-        if state.averaged is not None:
-            p = state.params
-            arrays.update(
-                {
-                    "state_weights": p.weights,
-                    "state_means": p.means,
-                    "state_covariances": p.covariances,
-                    "state_precisions_cholesky": p.precisions_cholesky,
-                }
-            )
+    def _files_arrays(self) -> dict[str, np.ndarray]:
+        arrays = super()._files_arrays()
+        arrays.update(state_to_files(self._state())[1])
         return arrays
 
-    def save(self, path: str | os.PathLike[str] | Location) -> str:
-        """Write the model, its running statistics and counters to ``path``."""
+    def to_files(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         self._state()
-        return str(write_model_dir(path, self._model_meta(), self._model_arrays()))
+        return super().to_files()
 
     @classmethod
-    def _from_model(
+    def from_files(
         cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]
     ) -> OnlineGaussianMixture:
-        est = super()._from_model(meta, arrays)
+        est = super().from_files(meta, arrays)
         info = meta.get("online")
         if not isinstance(info, dict):
             raise InvalidParameterError("an online model needs its 'online' state")
-        frame = Frame(arrays["state_frame_shift"], float(info["frame_scale"]))
-        stats = SufficientStats(
-            float(info["stats_n"]),
-            float(info["stats_loglik"]),
-            arrays["state_s0"],
-            arrays["state_s1"],
-            tuple(arrays[f"state_s2_{i}"] for i in range(int(info["n_s2"]))),
-            frame,
-        )
-        family = est._family()
-        k, d = est.means_.shape
-        expected = family.s2_shapes(k, d)
-        if (
-            stats.s0.shape != (k,)
-            or stats.s1.shape != (k, d)
-            or tuple(a.shape for a in stats.s2) != expected
-        ):
-            raise InvalidParameterError("running statistics have the wrong shapes")
-        current = est._params()
-        if info.get("averaged"):
-            params = MixtureParams(
-                family,
-                arrays["state_weights"],
-                arrays["state_means"],
-                arrays["state_covariances"],
-                arrays["state_precisions_cholesky"],
-            )
-            averaged: MixtureParams | None = current
-        else:
-            params, averaged = current, None
-        state = OnlineState(
-            stats=stats,
-            params=params,
-            n_updates=int(info["n_updates"]),
-            n_rows=int(info["n_rows"]),
-            warm=bool(info["warm"]),
-            averaged=averaged,
-            n_averaged=int(info["n_averaged"]),
-            n_reseeded=int(info["n_reseeded"]),
-            loglik_sum=float(info["loglik_sum"]),
-        )
+        try:
+            state = state_from_files(info, arrays, est.params_)
+        except ValueError as err:
+            raise InvalidParameterError(str(err)) from None
         est._online_state = state
         est.n_updates_ = state.n_updates
         est.n_rows_seen_ = state.n_rows
         return est
-
-
-register_kind("OnlineGaussianMixture", OnlineGaussianMixture._from_model)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import dask.array as da
 import numpy as np
 
 from .._random import as_generator
@@ -23,8 +22,8 @@ from ..engine.data import ChunkedData
 from ..engine.init import params_frame
 from ..engine.trimmed import trimmed_fit
 from ..errors import InvalidInputError
-from ..io.modelfile import register_kind
-from .density import BaseMixture
+from ..io.inputs import as_chunked
+from .density import MixtureDensity
 from .gaussian_mixture import GaussianMixture
 
 
@@ -45,7 +44,7 @@ def _merge(
     return n, ma + delta * (nb / n), sa + sb + delta**2 * (na * nb / n)
 
 
-class OutlierDetector(BaseMixture):
+class OutlierDetector(MixtureDensity):
     """Unsupervised outlier detection with a robustly fitted Gaussian mixture.
 
     Rows scoring a low log-likelihood are outliers. Training data contain the
@@ -112,6 +111,7 @@ class OutlierDetector(BaseMixture):
     """
 
     _estimator_type = "outlier_detector"
+    _derived = GaussianMixture
     _rules: ClassVar[dict[str, list[Constraint]]] = {
         "contamination": [Interval("real", 0.0, 0.5, "right")],
         "n_components": [Interval("int", 1, None, "left")],
@@ -144,18 +144,12 @@ class OutlierDetector(BaseMixture):
         self.standardize = standardize
         self.random_state = random_state
 
-    # BaseMixture hooks with fixed meanings here
-    init_params = "kmeans"
-    weights_init = means_init = precisions_init = None
-    warm_start = False
-    on_degenerate = "reseed"
-
     # -------------------------------------------------------------------- fit
     @blas_guarded
     def fit(self, X: Any, y: Any = None) -> OutlierDetector:
         """Fit the robust mixture and set ``threshold_``."""
-        self._validate_params()
-        data = self._data(X, fitting=True)
+        self.check_params()
+        data = as_chunked(X)
         if data.n_rows < max(2, self.n_components):
             raise InvalidInputError(
                 f"Expected n_samples >= max(2, n_components) but got n_components = "
@@ -171,8 +165,7 @@ class OutlierDetector(BaseMixture):
             on_degenerate="reseed",
             max_iter=100,
         )
-        start._fit(z)
-        params = start._params()
+        params = start.fit(z).params_
         steps = 0
         if self.trim > 0:
             params, steps = trimmed_fit(
@@ -215,9 +208,7 @@ class OutlierDetector(BaseMixture):
         """The same density in original units: ``x = center + scale * z``."""
         family = get_family(self.covariance_type)
         means = center + scale * params.means
-        cov = params.covariances
-        # diag: one variance per feature; full and tied: matrices scaled on both sides
-        cov = cov * scale**2 if family.name == "diag" else cov * np.outer(scale, scale)
+        cov = family.rescaled(params.covariances, scale)
         return MixtureParams.from_covariances(family, params.weights, means, cov)
 
     def calibrate(self, X: Any, contamination: float) -> float:
@@ -233,20 +224,15 @@ class OutlierDetector(BaseMixture):
     def predict(self, X: Any) -> Any:
         """``+1`` for inliers, ``-1`` for outliers (numpy, or lazy for lazy input)."""
         d = self.decision_function(X)
-        if isinstance(d, da.Array):
-            return da.where(d < 0, -1, 1)
-        return np.where(d < 0, -1, 1)
+        return np.where(d < 0, -1, 1)  # lazy for lazy input (dask implements np.where)
 
     def fit_predict(self, X: Any, y: Any = None) -> Any:
         return self.fit(X).predict(X)
 
     @classmethod
-    def _from_model(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> OutlierDetector:
-        est = super()._from_model(meta, arrays)
+    def from_files(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> OutlierDetector:
+        est = super().from_files(meta, arrays)
         if getattr(est, "threshold_", None) is None:
             raise ValueError("an OutlierDetector model needs its threshold")
         est.offset_ = est.threshold_
         return est
-
-
-register_kind("OutlierDetector", OutlierDetector._from_model)

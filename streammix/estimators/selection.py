@@ -177,18 +177,7 @@ def select(
     best = min(range(len(table)), key=lambda i: key(table[i]))
     for i, row in enumerate(table):
         row["best"] = i == best
-    chosen = states[best]
-    model = GaussianMixture.from_parameters(
-        chosen.params.weights,
-        chosen.params.means,
-        chosen.params.covariances,
-        chosen.params.family.name,
-        reg_covar=reg_covar,
-        tol=tol,
-        max_iter=max_iter,
-        on_degenerate=on_degenerate,
-    )
-    model._set_history(
-        chosen.converged, chosen.n_iter, list(chosen.lower_bounds), chosen.lower_bound
+    model = GaussianMixture.from_run(
+        states[best], reg_covar=reg_covar, tol=tol, max_iter=max_iter, on_degenerate=on_degenerate
     )
     return Selection(table, model, criterion)

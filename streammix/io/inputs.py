@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -269,17 +268,10 @@ def _from_zarr(arr: zarr.Array, where: str) -> ChunkedData:
     if chunk_cols < arr.shape[1]:
         cols = tuple(min(chunk_cols, arr.shape[1] - s) for s in range(0, arr.shape[1], chunk_cols))
         _check_row_chunks(cols, arr.shape[1], where)
-    x = da.from_array(
-        ZarrRows(arr, where),
-        chunks=arr.chunks,
-        asarray=True,
-        lock=False,
-        name=f"zarr-rows-{uuid.uuid4().hex}",
+    reader = ZarrRows(arr, where)
+    return ChunkedData.from_reader(
+        reader, int(arr.chunks[0]), where, dtype=_float_dtype(np.dtype(arr.dtype))
     )
-    target = _float_dtype(x.dtype)
-    if x.dtype != target:
-        x = x.astype(target)
-    return ChunkedData.from_dask(x, where)
 
 
 def _from_dask(x: da.Array) -> ChunkedData:

@@ -34,7 +34,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -48,16 +48,7 @@ POINTER_KEY = "streammix_pointer"
 POINTER_VERSION = 1
 _READ_ATTEMPTS = 3
 
-# kind -> function(meta, arrays) -> estimator; filled by the estimator modules.
-_LOADERS: dict[str, Callable[[dict[str, Any], dict[str, np.ndarray]], Any]] = {}
-
 Where = str | os.PathLike[str] | Location
-
-
-def register_kind(
-    kind: str, loader: Callable[[dict[str, Any], dict[str, np.ndarray]], Any]
-) -> None:
-    _LOADERS[kind] = loader
 
 
 def _jsonable(value: Any) -> Any:
@@ -292,33 +283,6 @@ def model_bytes(path: Where) -> int:
     meta = _manifest(src) or {}
     names = [META_FILE] + [str(e["file"]) for e in (meta.get("arrays") or {}).values()]
     return sum(src.child(n).size() for n in names)
-
-
-def load(path: Where) -> Any:
-    """Load any streammix model saved with ``save`` (or the version a pointer names).
-
-    Examples
-    --------
-    >>> import numpy as np, streammix, tempfile, os
-    >>> gm = streammix.GaussianMixture.from_parameters([1.0], [[0.0, 0.0]], [np.eye(2)])
-    >>> d = os.path.join(tempfile.mkdtemp(), "model")
-    >>> _ = gm.save(d)
-    >>> float(streammix.load(d).score_samples(np.zeros((1, 2)))[0])  # doctest: +ELLIPSIS
-    -1.83787...
-    """
-    from .. import estimators  # noqa: F401 - registers the model kinds
-
-    meta, arrays = read_model_dir(path)
-    kind = meta.get("kind")
-    loader = _LOADERS.get(str(kind))
-    if loader is None:
-        raise ModelFileError(f"The model at '{as_location(path)}' is of unknown kind {kind!r}.")
-    try:
-        return loader(meta, arrays)
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"The model at '{as_location(path)}' is invalid: {err}") from None
 
 
 # --------------------------------------------------------------- publishing

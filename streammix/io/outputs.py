@@ -37,9 +37,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import zarr
-from dask.delayed import delayed
 
-from ..engine.compute import run_tasks
+from ..engine.data import ChunkedData
 from ..errors import InvalidInputError, OutputConflictError, StreammixError
 from .location import Location, as_location
 
@@ -328,21 +327,23 @@ def run_output(out: RowOutput, created: bool, work: Callable[[], int]) -> int:
 
 
 def write_lazy(out: RowOutput, name: str, lazy: Any, progress: Progress | None) -> int:
-    """Write the chunks of a lazy row-aligned array that ``out`` still misses."""
+    """Write the chunks of a row-aligned (lazy or numpy) array that ``out`` still misses."""
     todo = out.todo(name)
     if not todo:
         return 0
-    if not isinstance(lazy, da.Array):
-        lazy = da.from_array(np.asarray(lazy), chunks=(out.chunk_rows, *np.shape(lazy)[1:]))
+    if isinstance(lazy, da.Array):
+        rows = ChunkedData.from_dask(lazy)
+    else:
+        rows = ChunkedData.from_numpy(np.asarray(lazy), chunk_rows=out.chunk_rows)
     out.mark_incomplete()
-    blocks = lazy.to_delayed().reshape(lazy.numblocks[0], -1)[:, 0]
-    arrays = delayed(out.arrays(), traverse=False)
-    starts = np.concatenate([[0], np.cumsum(lazy.chunks[0])[:-1]])
-    tasks = [
-        delayed(write_rows, pure=True)(arrays, name, c, int(starts[c]), blocks[c]) for c in todo
-    ]
-    run_tasks(tasks, progress, name)
+    rows.map_chunks(_write_block, out.arrays(), name, chunks=todo, progress=progress, label=name)
     return len(todo)
+
+
+def _write_block(
+    values: np.ndarray, offset: int, chunk: int, arrays: OutputArrays, name: str
+) -> None:
+    arrays.write(name, chunk, offset, values)
 
 
 def write_rows(arrays: OutputArrays, name: str, chunk: int, start: int, values: np.ndarray) -> None:

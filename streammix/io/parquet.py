@@ -22,12 +22,10 @@ input error.
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask.array as da
 import numpy as np
 
 from ..engine.data import ChunkedData
@@ -274,15 +272,7 @@ class ParquetSource:
                 f"Found array with 0 sample(s) (shape=(0, {len(self.columns)})) while a "
                 f"minimum of 1 is required ({where})."
             )
-        size = self.chunk_rows
-        chunks = tuple(min(size, n - s) for s in range(0, n, size))
         reader = ParquetRows(self.parts, self.columns, self.dtype, where)
-        x = da.from_array(
-            reader,
-            chunks=(chunks, (len(self.columns),)),
-            asarray=True,
-            lock=False,
-            name=f"parquet-rows-{uuid.uuid4().hex}",
-            meta=np.empty((0, len(self.columns)), dtype=self.dtype),
+        return ChunkedData.from_reader(
+            reader, self.chunk_rows, where, dtype=self.dtype, parts=tuple(self.file_rows())
         )
-        return ChunkedData(x, chunks, where, parts=tuple(self.file_rows()))

@@ -1,11 +1,12 @@
 """The fit job: fit a mixture, optionally calibrate an outlier threshold, save it.
 
-Layer: edges. With a checkpoint directory, the state of the fit is written
-after every EM iteration (every epoch for online EM): for batch EM the frame
-and every run's parameters and lower bounds, for online EM the model with its
-running statistics. ``resume=True`` continues from the checkpoint and ends with
-the parameters an uninterrupted fit would have reached, because every pass is
-deterministic given the data and the seed.
+Layer: edges. With a checkpoint location, the fit's resumable state (the
+engine's :class:`~streammix.engine.batch_em.EMCheckpoint` or
+:class:`~streammix.engine.online_em.OnlineCheckpoint`) is written after every
+EM iteration (every epoch for online EM) through :mod:`streammix.io.checkpoints`.
+``resume=True`` continues from the checkpoint and ends with the parameters an
+uninterrupted fit would have reached, because every pass is deterministic given
+the data and the seed.
 """
 
 from __future__ import annotations
@@ -20,27 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from ..core.families import get_family
-from ..core.frame import Frame
-from ..core.params import MixtureParams
-from ..engine.batch_em import IterationReport, RunState
-from ..errors import InvalidInputError, InvalidParameterError, ModelFileError
-from ..estimators.density import BaseMixture
-from ..estimators.gaussian_mixture import GaussianMixture
-from ..estimators.online_mixture import OnlineGaussianMixture
-from ..estimators.outlier_detector import OutlierDetector
+from ..engine.batch_em import EMCheckpoint, IterationReport
+from ..engine.online_em import OnlineCheckpoint
+from ..errors import InvalidInputError, InvalidParameterError
+from ..estimators import GaussianMixture, OnlineGaussianMixture, OutlierDetector, load
+from ..estimators.density import MixtureDensity
+from ..io.checkpoints import read_checkpoint, write_checkpoint
 from ..io.inputs import as_chunked
 from ..io.location import Location, StorageOptions, as_location, is_location
-from ..io.modelfile import read_model_dir, write_model_dir
 
 logger = logging.getLogger("streammix")
 
-EM_CHECKPOINT = "EMCheckpoint"
-ONLINE_CHECKPOINT = "OnlineCheckpoint"
-
 
 def _fingerprint(
-    estimator: BaseMixture, data: Any, array: str, columns: Sequence[str] | None = None
+    estimator: MixtureDensity, data: Any, array: str, columns: Sequence[str] | None = None
 ) -> str:
     """What a checkpoint must match to be resumed: estimator settings and input."""
     params = {
@@ -53,61 +47,6 @@ def _fingerprint(
     doc["array"] = ",".join(columns) if columns else array
     text = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _save_em_checkpoint(path: Location, report: IterationReport, fingerprint: str) -> None:
-    arrays = {"frame_shift": report.frame.shift}
-    runs = []
-    for i, s in enumerate(report.states):
-        p = s.params
-        arrays.update(
-            {
-                f"run{i}_weights": p.weights,
-                f"run{i}_means": p.means,
-                f"run{i}_covariances": p.covariances,
-                f"run{i}_precisions_cholesky": p.precisions_cholesky,
-            }
-        )
-        runs.append({"lower_bounds": list(s.lower_bounds), "converged": s.converged})
-    meta = {
-        "kind": EM_CHECKPOINT,
-        "fingerprint": fingerprint,
-        "iteration": report.iteration,
-        "frame_scale": report.frame.scale,
-        "covariance_type": report.states[0].params.family.name,
-        "runs": runs,
-    }
-    write_model_dir(path, meta, arrays)
-
-
-def _load_em_checkpoint(path: Location, fingerprint: str) -> tuple[Frame, list[RunState], int]:
-    meta, arrays = read_model_dir(path)
-    _check_checkpoint(meta, EM_CHECKPOINT, fingerprint, path)
-    family = get_family(str(meta["covariance_type"]))
-    states = []
-    for i, run in enumerate(meta["runs"]):
-        params = MixtureParams(
-            family,
-            arrays[f"run{i}_weights"],
-            arrays[f"run{i}_means"],
-            arrays[f"run{i}_covariances"],
-            arrays[f"run{i}_precisions_cholesky"],
-        )
-        states.append(
-            RunState(params, tuple(float(b) for b in run["lower_bounds"]), bool(run["converged"]))
-        )
-    frame = Frame(arrays["frame_shift"], float(meta["frame_scale"]))
-    return frame, states, int(meta["iteration"])
-
-
-def _check_checkpoint(meta: dict[str, Any], kind: str, fingerprint: str, path: Location) -> None:
-    if meta.get("kind") != kind:
-        raise ModelFileError(f"'{path}' is not a checkpoint of this kind of fit.")
-    if meta.get("fingerprint") != fingerprint:
-        raise ModelFileError(
-            f"The checkpoint in '{path}' belongs to a fit with other settings or another "
-            "input; remove it or resume with the same options."
-        )
 
 
 def preflight(
@@ -135,58 +74,46 @@ def preflight(
         )
 
 
-def make_estimator(
-    method: str = "batch",
-    *,
-    n_components: int,
-    covariance_type: str = "full",
-    reg_covar: float = 1e-6,
-    init_params: str = "kmeans",
-    seed: int | None = 0,
-    n_init: int = 1,
-    max_iter: int = 100,
-    tol: float = 1e-3,
-    max_epochs: int = 1,
-    batch_size: int | None = None,
-    contamination: float | None = None,
-) -> BaseMixture:
-    """The estimator a fit job runs: batch EM, online (stepwise) EM, or the robust
-    outlier detector (whose defaults apply to what is not given)."""
-    if method == "batch":
-        return GaussianMixture(
-            n_components,
-            covariance_type=covariance_type,
-            tol=tol,
-            reg_covar=reg_covar,
-            max_iter=max_iter,
-            n_init=n_init,
-            init_params=init_params,
-            random_state=seed,
+ESTIMATORS: dict[str, type[MixtureDensity]] = {
+    "batch": GaussianMixture,
+    "online": OnlineGaussianMixture,
+    "detector": OutlierDetector,
+}
+
+
+def make_estimator(method: str = "batch", **params: Any) -> MixtureDensity:
+    """The estimator a fit job runs: batch EM (``GaussianMixture``), online (stepwise)
+    EM (``OnlineGaussianMixture``) or the robust ``OutlierDetector``, from its
+    constructor parameters. Jobs are reproducible: ``random_state`` defaults to 0.
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown method, or a parameter the method's estimator does not take.
+    """
+    cls = ESTIMATORS.get(method)
+    if cls is None:
+        raise InvalidParameterError(
+            f"method must be one of {', '.join(ESTIMATORS)}; got {method!r}."
         )
-    if method == "online":
-        return OnlineGaussianMixture(
-            n_components,
-            covariance_type=covariance_type,
-            reg_covar=reg_covar,
-            init_params=init_params,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            random_state=seed,
+    accepted = set(cls.param_names())
+    foreign = sorted(set(params) - accepted)
+    if foreign:
+        raise InvalidParameterError(
+            f"{', '.join(foreign)} do(es) not apply to method {method!r} ({cls.__name__} "
+            f"takes {', '.join(sorted(accepted))})."
         )
-    if method == "detector":
-        return OutlierDetector(
-            0.1 if contamination is None else contamination,
-            n_components=n_components,
-            covariance_type=covariance_type,
-            random_state=seed,
-        )
-    raise InvalidParameterError(f"method must be 'batch', 'online' or 'detector'; got {method!r}.")
+    params.setdefault("random_state", 0)
+    if method == "detector" and params.get("contamination") is None:
+        params.pop("contamination", None)
+    estimator = cls(**params)
+    return estimator.check_params()
 
 
 def fit(
     data: Any,
     model_dir: str | os.PathLike[str] | Location,
-    estimator: BaseMixture,
+    estimator: MixtureDensity,
     *,
     array: str = "X",
     columns: Sequence[str] | None = None,
@@ -225,6 +152,8 @@ def fit(
             dest.check_writable()
     ds = as_chunked(data, array=array, columns=columns)
     fingerprint = _fingerprint(estimator, data, array, columns)
+    if getattr(estimator, "warm_start", False) and not estimator.__sklearn_is_fitted__():
+        _warm_from(estimator, model_loc)
     if isinstance(estimator, OutlierDetector):
         estimator.fit(ds)
         contamination = None  # the detector calibrated itself at its contamination
@@ -256,6 +185,26 @@ def fit(
     return summary
 
 
+def _warm_from(estimator: MixtureDensity, model: Location) -> None:
+    """``warm_start`` from a shell: continue from the model already at ``model``."""
+    if not model.exists():
+        logger.info("no model at %s yet: warm start from a fresh initialisation", model)
+        return
+    saved = load(model)
+    settings = estimator.get_params()
+    k = saved.params_.n_components
+    if settings.pop("n_components") != k:
+        raise InvalidParameterError(
+            f"warm_start continues the model at '{model}', which has {k} components; "
+            "ask for as many (or fit without warm_start)."
+        )
+    settings.pop("warm_start")
+    cls = OnlineGaussianMixture if isinstance(estimator, OnlineGaussianMixture) else GaussianMixture
+    warm: MixtureDensity = cls.from_model(saved, **settings)
+    vars(estimator).update(vars(warm))
+    logger.info("warm start from the model at %s", model)
+
+
 def _fit_batch(
     est: GaussianMixture,
     ds: Any,
@@ -266,19 +215,19 @@ def _fit_batch(
 ) -> None:
     start = None
     if resume and ckpt is not None and ckpt.exists():
-        start = _load_em_checkpoint(ckpt, fingerprint)
-        logger.info("resuming from iteration %d", start[2])
+        start = read_checkpoint(ckpt, EMCheckpoint, fingerprint)
+        logger.info("resuming from iteration %d", start.iteration)
 
     def hook(report: IterationReport) -> None:
         if ckpt is not None:
-            _save_em_checkpoint(ckpt, report, fingerprint)
+            write_checkpoint(ckpt, report.checkpoint(), fingerprint)
         if on_iteration is not None:
             best = report.best
             bounds = best.lower_bounds
             change = bounds[-1] - bounds[-2] if len(bounds) > 1 else float("nan")
             on_iteration(report.iteration, bounds[-1], change, report.seconds)
 
-    est._fit(ds, on_iteration=hook, resume=start)
+    est.fit(ds, on_iteration=hook, resume=start)
 
 
 def _fit_online(
@@ -291,18 +240,13 @@ def _fit_online(
 ) -> None:
     start = None
     if resume and ckpt is not None and ckpt.exists():
-        meta, arrays = read_model_dir(ckpt)
-        _check_checkpoint(meta.get("checkpoint") or {}, ONLINE_CHECKPOINT, fingerprint, ckpt)
-        saved = OnlineGaussianMixture._from_model(meta, arrays)
-        start = (saved._state(), list(saved.lower_bounds_))
-        logger.info("resuming after epoch %d", len(saved.lower_bounds_))
+        start = read_checkpoint(ckpt, OnlineCheckpoint, fingerprint)
+        logger.info("resuming after epoch %d", len(start.lower_bounds))
     last = {"bound": np.nan, "time": time.perf_counter()}
 
     def hook(epoch: int, model: OnlineGaussianMixture) -> None:
         if ckpt is not None:
-            meta = model._model_meta()
-            meta["checkpoint"] = {"kind": ONLINE_CHECKPOINT, "fingerprint": fingerprint}
-            write_model_dir(ckpt, meta, model._model_arrays())
+            write_checkpoint(ckpt, model.checkpoint(), fingerprint)
         now = time.perf_counter()
         if on_iteration is not None:
             bound = model.lower_bounds_[-1]
@@ -310,4 +254,4 @@ def _fit_online(
             last["bound"] = bound
         last["time"] = now
 
-    est._fit(ds, on_epoch=hook, resume=start)
+    est.fit(ds, on_epoch=hook, resume=start)

@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import dask.array as da
 import numpy as np
 
+from ..estimators import load
 from ..io.inputs import as_chunked, input_id
 from ..io.location import StorageOptions, Where, as_location, locate
-from ..io.modelfile import load, model_checksum
+from ..io.modelfile import model_checksum
 from ..io.outputs import ArraySpec, RowOutput, regular_chunk_rows, run_output, write_lazy
 
 Progress = Callable[[int, int], None]
@@ -42,7 +42,7 @@ def impute(
     output.check_writable()
     est = load(model)
     ds = as_chunked(data, array=array, allow_nan=True, columns=columns)
-    est._check_n_features(ds.n_features)
+    est.check_n_features(ds.n_features)
     chunk_rows = regular_chunk_rows(ds.row_chunks)
     name = "draws" if n_draws else "X"
     tail = (int(n_draws), ds.n_features) if n_draws else (ds.n_features,)
@@ -64,7 +64,7 @@ def impute(
     )
     lazy = est.impute(ds, n_draws=n_draws, random_state=seed)
     if n_draws:
-        lazy = np.moveaxis(lazy, 0, 1) if isinstance(lazy, np.ndarray) else da.moveaxis(lazy, 0, 1)
+        lazy = np.moveaxis(lazy, 0, 1)  # rows first (a dask array stays lazy)
     written = run_output(out, created, lambda: write_lazy(out, name, lazy, progress))
     return {
         "job": "impute",

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from ..estimators import load
 from ..io.location import Location, StorageOptions, as_location
-from ..io.modelfile import load, model_bytes, read_model_dir, resolve_model
+from ..io.modelfile import model_bytes, read_model_dir, resolve_model
 
 
 def model_summary(
@@ -34,7 +35,7 @@ def model_summary(
         "n_iter": fit.get("n_iter"),
         "converged": fit.get("converged"),
         "lower_bound": fit.get("lower_bound"),
-        "n_parameters": model._params().n_parameters(),
+        "n_parameters": model.params_.n_parameters(),
         "bytes": model_bytes(src),
     }
     if src != loc:

@@ -9,21 +9,20 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from dask.delayed import delayed
 
 from ..core import sampling
-from ..engine.compute import run_tasks
+from ..engine.compute import map_indices
 from ..errors import InvalidParameterError
+from ..estimators import load
 from ..io.location import StorageOptions, Where, as_location
-from ..io.modelfile import load, model_checksum
+from ..io.modelfile import model_checksum
 from ..io.outputs import ArraySpec, OutputArrays, RowOutput, run_output
 
 Progress = Callable[[int, int], None]
 
 
-def _sample_task(
-    out: OutputArrays, model: Any, chunk: int, start: int, rows: int, seed: int
-) -> int:
+def _sample_task(chunk: int, out: OutputArrays, model: Any, starts: np.ndarray, seed: int) -> int:
+    start, rows = int(starts[chunk]), int(starts[chunk + 1] - starts[chunk])
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(chunk,)))
     X, labels = sampling.sample(model, rows, rng)
     out.write("X", chunk, start, X)
@@ -52,26 +51,26 @@ def sample(
     model, output = as_location(model, storage_options), as_location(output, storage_options)
     output.check_writable()
     est = load(model)
-    params = est._params()
+    params = est.params_
     job = {"kind": "sample", "model_sha256": model_checksum(model), "seed": int(seed)}
     specs = [ArraySpec("X", "float64", (params.n_features,)), ArraySpec("component", "int32")]
     out, created = RowOutput.prepare(output, specs, job, n_samples, chunk_rows, overwrite=overwrite)
-    rows = out.expected_rows()
-    starts = np.concatenate([[0], np.cumsum(rows)[:-1]])
+    starts = np.concatenate([[0], np.cumsum(out.expected_rows())])
 
     def work() -> int:
         todo = sorted(set(out.todo("X")) | set(out.todo("component")))
         if todo:
             out.mark_incomplete()
-        shared = delayed(params, traverse=False)
-        arrays = delayed(out.arrays(), traverse=False)
-        tasks = [
-            delayed(_sample_task, pure=True)(
-                arrays, shared, c, int(starts[c]), int(rows[c]), int(seed)
-            )
-            for c in todo
-        ]
-        run_tasks(tasks, progress, "sample")
+        map_indices(
+            _sample_task,
+            todo,
+            out.arrays(),
+            params,
+            starts,
+            int(seed),
+            progress=progress,
+            label="sample",
+        )
         return len(todo)
 
     written = run_output(out, created, work)

@@ -12,18 +12,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from dask.delayed import delayed
 
 from ..core.families import Prepared
 from ..core.kernel import score_rows_masked
 from ..engine import quantile as quantiles
-from ..engine.compute import run_tasks
-from ..engine.data import ChunkedData, _on_chunk
+from ..engine.compute import map_indices
+from ..engine.data import ChunkedData
 from ..engine.scoring import prepare_for
 from ..errors import InvalidInputError, InvalidParameterError, NonFiniteInput
+from ..estimators import load
 from ..io.inputs import as_chunked, input_id, open_zarr_array
 from ..io.location import StorageOptions, Where, as_location, locate
-from ..io.modelfile import load, model_checksum
+from ..io.modelfile import model_checksum
 from ..io.outputs import UNSCORABLE, ArraySpec, OutputArrays, RowOutput, member, regular_chunk_rows
 
 logger = logging.getLogger("streammix")
@@ -61,8 +61,9 @@ def _score_task(
 
 
 def _flag_task(
-    chunk: int, start: int, stop: int, out: OutputArrays, threshold: float, on_invalid: str
+    chunk: int, starts: np.ndarray, out: OutputArrays, threshold: float, on_invalid: str
 ) -> int:
+    start, stop = int(starts[chunk]), int(starts[chunk + 1])
     ll = out.read("log_likelihood", start, stop)
     flag = (ll < threshold).astype(np.int8)
     bad = np.isnan(ll)
@@ -100,7 +101,7 @@ def _prepare_job(
 ) -> tuple[ChunkedData, Any, int]:
     model = load(model_path)
     data = as_chunked(data_path, array=array, columns=columns)
-    model._check_n_features(data.n_features)
+    model.check_n_features(data.n_features)
     return data, model, regular_chunk_rows(data.row_chunks)
 
 
@@ -119,25 +120,18 @@ def _score_pass(
     if not todo:
         return 0
     output.mark_incomplete()
-    prep = delayed(prepare_for(model._params(), data), traverse=False)
-    arrays = delayed(output.arrays(), traverse=False)
-    blocks = data.array.to_delayed().ravel()
-    offsets = data.offsets
-    tasks = [
-        delayed(_on_chunk, pure=True)(
+    prep = prepare_for(model.params_, data)
+    try:
+        results = data.map_chunks(
             _score_task,
-            blocks[c],
-            offsets[c],
-            c,
             prep,
-            arrays,
+            output.arrays(),
             on_invalid,
             with_component,
+            chunks=todo,
+            progress=progress,
+            label="score",
         )
-        for c in todo
-    ]
-    try:
-        results = run_tasks(tasks, progress, "score")
     except NonFiniteInput:
         raise NonFiniteInput(data.first_nonfinite_row()) from None
     return int(sum(r[1] for r in results))
@@ -244,9 +238,7 @@ def choose_threshold(
         return float(threshold), {"method": "given", "threshold": float(threshold)}
     if contamination is not None:
         ll = member(out.group("r"), "log_likelihood")
-        import dask.array as da
-
-        value = quantiles.quantile(da.from_zarr(ll), contamination)
+        value = quantiles.quantile(ll, contamination)
         return value, {
             "method": "contamination",
             "contamination": float(contamination),
@@ -332,17 +324,17 @@ def flag(
             for name in ("flag", "component", "zscores") if explain else ("flag",):
                 out.reset(name)
             out.set_attrs(threshold=how)
-        todo = out.todo("flag")
-        rows = out.expected_rows()
-        starts = np.concatenate([[0], np.cumsum(rows)[:-1]])
-        arrays = delayed(out.arrays(), traverse=False)
-        tasks = [
-            delayed(_flag_task, pure=True)(
-                c, int(starts[c]), int(starts[c] + rows[c]), arrays, value, on_invalid
-            )
-            for c in todo
-        ]
-        run_tasks(tasks, progress, "flag")
+        starts = np.concatenate([[0], np.cumsum(out.expected_rows())])
+        map_indices(
+            _flag_task,
+            out.todo("flag"),
+            starts,
+            out.arrays(),
+            value,
+            on_invalid,
+            progress=progress,
+            label="flag",
+        )
         if explain:
             _explain_pass(ds, est, out, progress)
         out.finish()
@@ -385,18 +377,16 @@ def _explain_pass(ds: ChunkedData, model: Any, out: RowOutput, progress: Progres
     todo = sorted(set(out.todo("component")) | set(out.todo("zscores")))
     if not todo:
         return
-    params = model._params()
-    prep = delayed(prepare_for(params, ds), traverse=False)
-    shared = delayed(params, traverse=False)
-    arrays = delayed(out.arrays(), traverse=False)
-    blocks = ds.array.to_delayed().ravel()
-    tasks = [
-        delayed(_on_chunk, pure=True)(
-            _explain_task, blocks[c], ds.offsets[c], c, prep, shared, arrays
-        )
-        for c in todo
-    ]
-    run_tasks(tasks, progress, "explain")
+    params = model.params_
+    ds.map_chunks(
+        _explain_task,
+        prepare_for(params, ds),
+        params,
+        out.arrays(),
+        chunks=todo,
+        progress=progress,
+        label="explain",
+    )
 
 
 def evaluate(flags: np.ndarray, truth: Where) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def main() -> None:
         low = sm.GaussianMixture.from_parameters(
             weights, means, np.concatenate([factors, noise[:, :, None]], axis=2), "lowrank"
         )
-        dense = low._params().dense_covariances()
+        dense = low.params_.dense_covariances()
         full = sm.GaussianMixture.from_parameters(weights, means, dense, "full")
         sk = full.to_sklearn()
         X = rng.normal(size=(n, d))
