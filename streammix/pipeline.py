@@ -20,9 +20,13 @@ A pipeline file::
     [storage]                      # optional: fsspec storage options for URLs
     endpoint_url = "http://minio:9000"
 
-Every step names a ``job`` and that job's options (the CLI's option names with
-underscores). The whole file is checked before anything runs: unknown jobs or
-keys, missing or mistyped values are reported with the step they are in.
+Every step names a ``job`` and that job's options: the keys are the options'
+canonical names, as declared once in :mod:`streammix.jobs.catalog` (the CLI's
+``--kebab-case`` names with underscores; older names are still read). The whole
+file is checked before anything runs, with the same rules as the command line:
+unknown jobs or keys (with the nearest valid name), missing or mistyped values,
+values out of bounds, options that do not go together, are reported with the
+step they are in. A step runs through the same code as its command.
 ``${NAME}`` in a string is replaced by the environment variable ``NAME``.
 Locations are local paths or URLs (``s3://...``); a relative path is relative
 to the pipeline file (a URL when the file itself was read from one).
@@ -35,150 +39,38 @@ reader of ``target`` sees the old model or the new one, never half of one.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .cluster import ClusterOptions, connect
-from .errors import InvalidInputError, PipelineError, StreammixError
+from .errors import InvalidInputError, InvalidParameterError, PipelineError, StreammixError
 from .io.location import Location, as_location
+from .jobs.catalog import CLUSTER_OPTIONS, JOBS
+from .jobs.declaration import (
+    IterationLog,
+    Job,
+    MissingOption,
+    Option,
+    OptionError,
+    ProgressBar,
+    Runtime,
+    UnknownKey,
+    canonical_keys,
+    invoke,
+    key_spelling,
+)
+from .jobs.kinds import BOOLEAN, LOCATION, BadValue
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-REQUIRED = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    kind: str  # "path", "str", "int", "float", "bool"
-    default: Any = None
-    choices: tuple[str, ...] = ()
-    low: float | None = None
-    high: float | None = None
-
-
-def _f(kind: str, default: Any = None, **kw: Any) -> Field:
-    return Field(kind, default, **kw)
-
-
-_CLUSTER = {
-    "scheduler_address": _f("str"),
-    "scheduler_file": _f("path"),
-    "n_workers": _f("int", low=1),
-    "threads_per_worker": _f("int", low=1),
-    "memory_limit": _f("str"),
-    "dashboard": _f("bool", False),
-    "tls_ca_file": _f("path"),
-    "tls_cert": _f("path"),
-    "tls_key": _f("path"),
-}
-
-_COMMON_DATA = {"data": _f("path", REQUIRED), "array": _f("str", "X")}
-
-SCHEMAS: dict[str, dict[str, Field]] = {
-    "generate": {
-        "out": _f("path", REQUIRED),
-        "n_samples": _f("int", REQUIRED, low=1),
-        "n_features": _f("int", 6, low=1),
-        "n_components": _f("int", 4, low=1),
-        "outlier_fraction": _f("float", 0.0, low=0.0, high=0.999999),
-        "chunk_rows": _f("int", 100_000, low=1),
-        "seed": _f("int", 0),
-        "overwrite": _f("bool", False),
-    },
-    "fit": {
-        **_COMMON_DATA,
-        "model": _f("path", REQUIRED),
-        "n_components": _f("int", REQUIRED, low=1),
-        "covariance_type": _f("str", "full", choices=("full", "tied", "diag", "spherical")),
-        "method": _f("str", "batch", choices=("batch", "online", "detector")),
-        "n_init": _f("int", 1, low=1),
-        "max_iter": _f("int", 100, low=1),
-        "tol": _f("float", 1e-3, low=0.0),
-        "reg_covar": _f("float", 1e-6, low=0.0),
-        "init": _f("str", "kmeans", choices=("kmeans", "k-means++", "random", "random_from_data")),
-        "max_epochs": _f("int", 1, low=1),
-        "batch_size": _f("int", None, low=1),
-        "seed": _f("int", 0),
-        "checkpoint": _f("path"),
-        "resume": _f("bool", False),
-        "contamination": _f("float", None, low=1e-12, high=0.5),
-    },
-    "score": {
-        **_COMMON_DATA,
-        "model": _f("path", REQUIRED),
-        "output": _f("path", REQUIRED),
-        "incremental": _f("bool", False),
-        "overwrite": _f("bool", False),
-        "on_invalid": _f("str", "error", choices=("error", "skip", "flag")),
-    },
-    "flag": {
-        **_COMMON_DATA,
-        "model": _f("path", REQUIRED),
-        "output": _f("path", REQUIRED),
-        "contamination": _f("float", None, low=1e-12, high=0.5),
-        "threshold": _f("float"),
-        "truth": _f("path"),
-        "explain": _f("bool", False),
-        "incremental": _f("bool", False),
-        "overwrite": _f("bool", False),
-        "on_invalid": _f("str", "error", choices=("error", "skip", "flag")),
-    },
-    "publish": {
-        "model": _f("path", REQUIRED),
-        "target": _f("path", REQUIRED),
-        "versions": _f("path"),
-        "version": _f("str"),
-        "keep": _f("int", 5, low=1),
-    },
-    "info": {"model": _f("path", REQUIRED)},
-    "select": {
-        **_COMMON_DATA,
-        "model": _f("path", REQUIRED),
-        "n_components": _f("str", "1-8"),
-        "covariance_types": _f("str", "full"),
-        "criterion": _f("str", "bic", choices=("bic", "aic", "heldout")),
-        "seed": _f("int", 0),
-        "max_iter": _f("int", 100, low=1),
-        "tol": _f("float", 1e-3, low=0.0),
-    },
-    "sample": {
-        "model": _f("path", REQUIRED),
-        "output": _f("path", REQUIRED),
-        "n_samples": _f("int", REQUIRED, low=1),
-        "chunk_rows": _f("int", 100_000, low=1),
-        "seed": _f("int", 0),
-        "overwrite": _f("bool", False),
-    },
-    "impute": {
-        **_COMMON_DATA,
-        "model": _f("path", REQUIRED),
-        "output": _f("path", REQUIRED),
-        "n_draws": _f("int", 0, low=0),
-        "seed": _f("int", 0),
-        "overwrite": _f("bool", False),
-    },
-    "kde": {
-        **_COMMON_DATA,
-        "output": _f("path", REQUIRED),
-        "bandwidth": _f("str", "scott"),
-        "query": _f("path"),
-        "overwrite": _f("bool", False),
-    },
-}
-
-
-class _PathValue(str):
-    """A validated path option (resolved against the pipeline file)."""
-
-    __slots__ = ()
+STEP_JOBS = tuple(JOBS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,58 +106,54 @@ def _expand(value: str, where: str) -> str:
     return _ENV.sub(repl, value)
 
 
-def _check_value(value: Any, spec: Field, where: str, base: Location) -> Any:
-    kind = spec.kind
-    ok = {
-        "path": isinstance(value, str),
-        "str": isinstance(value, str),
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, int | float) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-    }[kind]
-    if not ok:
-        noun = {
-            "path": "a path string",
-            "str": "a string",
-            "int": "an integer",
-            "float": "a number",
-            "bool": "true or false",
-        }[kind]
-        raise PipelineError(f"{where} must be {noun}, got {value!r}.")
-    if isinstance(value, str):
-        value = _expand(value, where)
-    if spec.choices and value not in spec.choices:
-        raise PipelineError(f"{where} must be one of {', '.join(spec.choices)}; got {value!r}.")
-    if kind in ("int", "float"):
-        too_low = spec.low is not None and value < spec.low
-        if too_low or (spec.high is not None and value > spec.high):
-            lo = "-inf" if spec.low is None else spec.low
-            hi = "inf" if spec.high is None else spec.high
-            raise PipelineError(f"{where} must be in [{lo}, {hi}]; got {value!r}.")
-        if kind == "float":
-            value = float(value)
-    if kind == "path":
-        value = _PathValue(str(base.resolve(value)))
+def _value(raw: Any, option: Option, where: str, base: Location) -> Any:
+    if isinstance(raw, str):
+        raw = _expand(raw, where)
+    try:
+        value = option.value(raw)
+    except BadValue as err:
+        raise PipelineError(f"{where} {err.predicate()}.") from None
+    if option.is_location and value is not None:
+        value = str(base.resolve(value))
     return value
 
 
 def _check_table(
-    table: Mapping[str, Any], schema: Mapping[str, Field], where: str, base: Location
+    table: Mapping[str, Any], options: Sequence[Option], where: str, base: Location
 ) -> dict[str, Any]:
+    """Every option of ``options`` by name: the table's value checked, else its default."""
+    try:
+        given = canonical_keys(table, options)
+    except (UnknownKey, OptionError) as err:
+        raise PipelineError(f"{where}: {err}.") from None
     out = {}
-    for key in table:
-        if key not in schema:
-            close = difflib.get_close_matches(key, list(schema), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise PipelineError(f"{where}: unknown key {key!r}{hint}.")
-    for key, spec in schema.items():
-        if key in table:
-            out[key] = _check_value(table[key], spec, f"{where}: {key}", base)
-        elif spec.default is REQUIRED:
-            raise PipelineError(f"{where}: missing required key {key!r}.")
+    for opt in options:
+        if opt.name in given:
+            out[opt.name] = _value(given[opt.name], opt, f"{where}: {opt.name}", base)
+        elif opt.required:
+            raise PipelineError(f"{where}: missing required key {opt.name!r}.")
         else:
-            out[key] = spec.default
+            out[opt.name] = None if opt.default is None else opt.value(opt.default)
     return out
+
+
+def _check_step(raw: Any, index: int, p: Location, base: Location) -> Step:
+    where = f"{p}: step {index}"
+    name = raw.get("job") if isinstance(raw, dict) else None
+    if name not in STEP_JOBS:
+        raise PipelineError(f"{where}: 'job' must be one of {', '.join(STEP_JOBS)}; got {name!r}.")
+    job = JOBS[name]
+    where = f"{where} ({name})"
+    options = _check_table({k: v for k, v in raw.items() if k != "job"}, job.options, where, base)
+    try:
+        job.validate(options)
+    except MissingOption as err:
+        raise PipelineError(f"{where}: missing required key {err.name!r}.") from None
+    except OptionError as err:
+        raise PipelineError(f"{where}: {err.worded(key_spelling)}") from None
+    except InvalidParameterError as err:
+        raise PipelineError(f"{where}: {err}") from None
+    return Step(name, options, index)
 
 
 def load_pipeline(
@@ -297,180 +185,41 @@ def load_pipeline(
     meta = doc.get("pipeline") or {}
     stem = p.name.rsplit(".", 1)[0] if "." in p.name else p.name
     name = str(meta.get("name") or stem)
-    cluster = _check_table(doc.get("cluster") or {}, _CLUSTER, f"{p}: [cluster]", base)
+    cluster = _check_table(doc.get("cluster") or {}, CLUSTER_OPTIONS, f"{p}: [cluster]", base)
     raw_steps = doc.get("step")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise PipelineError(f"{p}: no steps; add [[step]] tables with a 'job' key.")
-    steps = []
-    for i, raw in enumerate(raw_steps, start=1):
-        where = f"{p}: step {i}"
-        job = raw.get("job") if isinstance(raw, dict) else None
-        if job not in SCHEMAS:
-            known = ", ".join(SCHEMAS)
-            raise PipelineError(f"{where}: 'job' must be one of {known}; got {job!r}.")
-        options = {k: v for k, v in raw.items() if k != "job"}
-        steps.append(Step(job, _check_table(options, SCHEMAS[job], f"{where} ({job})", base), i))
-    return Pipeline(
-        p, name, tuple(steps), {k: v for k, v in cluster.items() if v is not None}, merged
-    )
+    steps = tuple(_check_step(raw, i, p, base) for i, raw in enumerate(raw_steps, start=1))
+    return Pipeline(p, name, steps, {k: v for k, v in cluster.items() if v is not None}, merged)
 
 
 def run_step(
-    step: Step,
-    progress: Callable[[str], Callable[[int, int], None]] | None = None,
-    on_iteration: Callable[[int, float, float, float], None] | None = None,
-    storage_options: Mapping[str, Any] | None = None,
+    step: Step, runtime: Runtime, storage_options: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Run one validated step on the current cluster."""
-    from . import datasets
-    from .io.modelfile import publish
-    from .jobs import fit_job, score_jobs
-
-    o = {k: _located(v, storage_options) for k, v in step.options.items()}
-    bar = progress(step.job) if progress else None
-    if step.job == "generate":
-        return datasets.generate(o.pop("out"), progress=bar, **o)
-    if step.job == "fit":
-        est = fit_job.make_estimator(
-            o["method"],
-            n_components=o["n_components"],
-            covariance_type=o["covariance_type"],
-            reg_covar=o["reg_covar"],
-            init_params=o["init"],
-            seed=o["seed"],
-            n_init=o["n_init"],
-            max_iter=o["max_iter"],
-            tol=o["tol"],
-            max_epochs=o["max_epochs"],
-            batch_size=o["batch_size"],
-            contamination=o["contamination"],
-        )
-        return fit_job.fit(
-            o["data"],
-            o["model"],
-            est,
-            array=o["array"],
-            checkpoint=o["checkpoint"],
-            resume=o["resume"],
-            contamination=o["contamination"],
-            on_iteration=on_iteration,
-        )
-    if step.job == "score":
-        return score_jobs.score(
-            o["data"],
-            o["model"],
-            o["output"],
-            array=o["array"],
-            incremental=o["incremental"],
-            overwrite=o["overwrite"],
-            on_invalid=o["on_invalid"],
-            progress=bar,
-        )
-    if step.job == "flag":
-        return score_jobs.flag(
-            o["data"],
-            o["model"],
-            o["output"],
-            contamination=o["contamination"],
-            threshold=o["threshold"],
-            array=o["array"],
-            incremental=o["incremental"],
-            overwrite=o["overwrite"],
-            on_invalid=o["on_invalid"],
-            truth=o["truth"],
-            explain=o["explain"],
-            progress=bar,
-        )
-    if step.job == "publish":
-        return publish(**o)
-    if step.job in ("select", "sample", "impute", "kde"):
-        return _run_textbook(step.job, o, bar)
-    if step.job == "info":
-        from .jobs.info_job import model_summary
-
-        return model_summary(o["model"])
-    raise PipelineError(f"{step.label}: unknown job")
-
-
-def _located(value: Any, storage_options: Mapping[str, Any] | None) -> Any:
-    """Path options become locations carrying the pipeline's storage options."""
-    if isinstance(value, _PathValue):
-        return as_location(str(value), storage_options)
-    return value
-
-
-def _run_textbook(job: str, o: dict[str, Any], bar: Any) -> dict[str, Any]:
-    from .estimators.selection import parse_component_counts
-    from .jobs import impute_job, kde_job, sample_job, select_job
-
-    if job == "select":
-        ks = parse_component_counts(o["n_components"])
-        types = [t.strip() for t in o["covariance_types"].split(",") if t.strip()]
-        return select_job.select_job(
-            o["data"],
-            o["model"],
-            n_components=ks,
-            covariance_types=types,
-            criterion=o["criterion"],
-            seed=o["seed"],
-            array=o["array"],
-            tol=o["tol"],
-            max_iter=o["max_iter"],
-        )
-    if job == "sample":
-        return sample_job.sample(
-            o["model"],
-            o["output"],
-            o["n_samples"],
-            chunk_rows=o["chunk_rows"],
-            seed=o["seed"],
-            overwrite=o["overwrite"],
-            progress=bar,
-        )
-    if job == "impute":
-        return impute_job.impute(
-            o["data"],
-            o["model"],
-            o["output"],
-            array=o["array"],
-            n_draws=o["n_draws"],
-            seed=o["seed"],
-            overwrite=o["overwrite"],
-            progress=bar,
-        )
-    bandwidth: str | float = o["bandwidth"]
-    if bandwidth not in ("scott", "silverman"):
-        try:
-            bandwidth = float(bandwidth)
-        except ValueError:
-            raise PipelineError(
-                f"kde: bandwidth {bandwidth!r} is not scott, silverman or a number."
-            ) from None
-    return kde_job.kde(
-        o["data"],
-        o["output"],
-        bandwidth=bandwidth,
-        query=o["query"],
-        array=o["array"],
-        overwrite=o["overwrite"],
-        progress=bar,
-    )
+    """Run one validated step with ``runtime`` (on the cluster it names or is connected to)."""
+    options = {**step.options, "storage_options": dict(storage_options or {}) or None}
+    return JOBS[step.job].run(options, runtime)
 
 
 def run_pipeline(
     pipeline: Pipeline,
     cluster: ClusterOptions | None = None,
-    progress: Callable[[str], Callable[[int, int], None]] | None = None,
+    progress: Callable[[str], ProgressBar] | None = None,
     on_step: Callable[[Step, dict[str, Any]], None] | None = None,
-    on_iteration: Callable[[int, float, float, float], None] | None = None,
+    iterations: Callable[[str, int | None], IterationLog] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every step in order on one cluster; stops at the first failing step."""
+    """Run every step in order on one cluster; stops at the first failing step.
+
+    ``progress(label)`` gives a step's progress bar, ``iterations(unit, total)``
+    a fit's log of iterations, ``on_step(step, summary)`` hears of each finished step.
+    """
     options = cluster or ClusterOptions(**pipeline.cluster)
+    runtime = Runtime(connected=True, progress=progress, iterations=iterations)
     results = []
     with connect(options):
         for step in pipeline.steps:
             try:
-                summary = run_step(step, progress, on_iteration, pipeline.storage)
+                summary = run_step(step, runtime, pipeline.storage)
             except StreammixError as err:
                 err.args = (f"{step.label}: {err}",)
                 raise
@@ -478,3 +227,76 @@ def run_pipeline(
             if on_step is not None:
                 on_step(step, summary)
     return results
+
+
+def run_file(
+    pipeline_file: str,
+    check: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    runtime: Runtime | None = None,
+) -> dict[str, Any]:
+    """Validate a pipeline file, then (unless ``check``) run its steps on one cluster.
+
+    Cluster options of ``runtime`` that are set replace the file's ``[cluster]``
+    values; ``storage_options`` are merged over its ``[storage]`` table.
+    """
+    pipeline = load_pipeline(pipeline_file, storage_options)
+    if check:
+        return {"pipeline": pipeline.name, "steps": [s.job for s in pipeline.steps]}
+    rt = runtime or Runtime()
+    given = {
+        k: v
+        for k, v in (asdict(rt.cluster) if rt.cluster else {}).items()
+        if v not in (None, False) and k != "timeout"
+    }
+    report = rt.report
+    results = run_pipeline(
+        pipeline,
+        ClusterOptions(**{**pipeline.cluster, **given}),
+        progress=rt.progress,
+        iterations=rt.iterations,
+        on_step=None if report is None else lambda step, summary: report(step.label, summary),
+    )
+    return {"pipeline": pipeline.name, "steps": results}
+
+
+def _run_file(job: Job, options: Mapping[str, Any], runtime: Runtime) -> dict[str, Any]:
+    result: dict[str, Any] = invoke(run_file, job, options, runtime=runtime)
+    return result
+
+
+RUN = Job(
+    "run",
+    run_file,
+    (
+        Option(
+            "pipeline_file",
+            LOCATION,
+            "The pipeline file (a path or URL).",
+            positional=True,
+            required=True,
+            metavar="PIPELINE.toml",
+            group="Pipeline",
+        ),
+        Option(
+            "check",
+            BOOLEAN,
+            "Validate the file and list its steps; run nothing.",
+            group="Pipeline",
+        ),
+    ),
+    summary="Run the steps of a pipeline file in order, on one cluster.",
+    description=(
+        "The file is validated first (unknown jobs or keys, missing or mistyped values "
+        "are reported with their step). Cluster options on the command line replace the "
+        "file's [cluster] table; --storage-options are merged over its [storage] table. "
+        "PIPELINE.toml may itself be a URL."
+    ),
+    examples=(
+        "streammix run pipelines/nightly-scoring.toml",
+        "streammix run pipelines/weekly-refit.toml --scheduler-address tcp://10.0.0.5:8786",
+    ),
+    section="jobs",
+    runner=_run_file,
+)
+"""The ``run`` command: a pipeline file, declared like the jobs it runs (it is not a step)."""

@@ -1,17 +1,13 @@
 """The ``streammix`` command line.
 
-Layer: edges. Commands live in modules by theme and register on the group in
-:mod:`streammix.cli.app`; each parses flags and calls one library function.
+Layer: edges. The group, its global options and exit codes are in
+:mod:`streammix.cli.app`; every command is made from its job's declaration
+(:mod:`streammix.jobs.catalog`) by :mod:`streammix.cli.commands`, so a command
+and a pipeline step of the same job take the same options and run the same code.
 """
 
 from __future__ import annotations
 
-from . import (  # noqa: F401 - register the commands
-    density_commands,
-    job_commands,
-    model_commands,
-    run_command,
-)
 from .app import cli
 
 

@@ -11,10 +11,11 @@ Layer: edges (CLI). Exit codes:
 
 Every error is printed as one line on stderr; ``--debug`` adds the traceback.
 Options come, in increasing priority, from a ``--config`` TOML file (a table
-per command plus ``[cluster]`` and ``[storage]`` for every command), ``STREAMMIX_*``
-environment variables (``STREAMMIX_<COMMAND>_<OPTION>``, and
-``STREAMMIX_SCHEDULER_ADDRESS`` or ``DASK_SCHEDULER_ADDRESS``), and the
-command line.
+per command plus ``[cluster]`` and ``[storage]`` for every command; see
+:mod:`streammix.cli.config`), ``STREAMMIX_*`` environment variables
+(``STREAMMIX_<COMMAND>_<OPTION>``, and ``STREAMMIX_SCHEDULER_ADDRESS`` or
+``DASK_SCHEDULER_ADDRESS``), and the command line. The commands themselves are
+made from the job declarations (:mod:`streammix.cli.commands`).
 """
 
 from __future__ import annotations
@@ -33,43 +34,14 @@ from ..errors import (
     ModelFileError,
     StreammixError,
 )
-from ..io.location import as_location, redact
+from ..io.location import redact
+from ..jobs.catalog import SECTIONS
 from . import ui
+from .commands import COMMAND_JOBS, COMMANDS
+from .config import load_config
+from .help import format_sectioned_commands
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-
-def load_config(path: str | None, commands: list[str]) -> dict[str, Any]:
-    """A click ``default_map`` from a TOML file: ``[cluster]`` applies to every command,
-    ``[storage]`` (fsspec storage options) too, as ``--storage-options``."""
-    if not path:
-        return {}
-    try:
-        doc = tomllib.loads(as_location(path).read_text())
-    except InvalidInputError:
-        raise click.BadParameter(f"config file not found: {path}", param_hint="--config") from None
-    except (StreammixError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise click.BadParameter(f"cannot read {path}: {err}", param_hint="--config") from None
-    unknown = set(doc) - set(commands) - {"cluster", "storage"}
-    if unknown:
-        raise click.BadParameter(
-            f"unknown table(s) in {path}: {', '.join(sorted(unknown))} (expected cluster, "
-            f"storage or a command: {', '.join(commands)})",
-            param_hint="--config",
-        )
-    cluster = {k.replace("-", "_"): v for k, v in (doc.get("cluster") or {}).items()}
-    if doc.get("storage"):
-        cluster["storage_options"] = dict(doc["storage"])
-    out: dict[str, Any] = {}
-    for cmd in commands:
-        table = {k.replace("-", "_"): v for k, v in (doc.get(cmd) or {}).items()}
-        out[cmd] = {**cluster, **table}
-    return out
 
 
 class StreammixGroup(click.Group):
@@ -101,6 +73,17 @@ class StreammixGroup(click.Group):
         except Exception as err:
             _fail(prog, f"{type(err).__name__}: {err}", EXIT_RUNTIME, debug)
         return result if isinstance(result, int) else EXIT_OK
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Commands grouped by what users do with them (each job's section)."""
+        section = {name: job.section for name, job in COMMAND_JOBS.items()}
+        sections = [
+            (title, [name for name in self.commands if section.get(name) == title])
+            for title in SECTIONS
+        ]
+        listed = {name for _, names in sections for name in names}
+        others = [name for name in self.commands if name not in listed]
+        format_sectioned_commands(self, ctx, formatter, [*sections, ("other", others)])
 
 
 def _fail(prog: str, message: str, code: int, debug: bool = False) -> None:
@@ -149,6 +132,9 @@ def cli(
 
     Fit mixtures to chunked Zarr arrays, score and flag outliers, on an embedded
     local Dask cluster (the default) or on an existing one (--scheduler-address).
+    Each option of a command is also a key of its table in a --config file and
+    of a pipeline step of the same job, and the environment variable
+    STREAMMIX_<COMMAND>_<OPTION> (e.g. STREAMMIX_FIT_N_COMPONENTS).
 
     \b
     Example:
@@ -159,5 +145,8 @@ def cli(
     ui.setup_logging(log_format, quiet, verbose)
     ctx.ensure_object(dict)
     ctx.obj.update({"quiet": quiet, "debug": debug})
-    commands = list(cli.commands)
-    ctx.default_map = load_config(config_file, commands)
+    ctx.default_map = load_config(config_file, list(cli.commands))
+
+
+for _command in COMMANDS.values():
+    cli.add_command(_command)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -96,26 +97,44 @@ class Progress:
             self.drawn = False
 
 
+class IterationLog:
+    """One log line per EM iteration (``unit`` "iteration", or "epoch" for online
+    EM), with a progress bar towards ``total`` between the lines."""
+
+    def __init__(self, unit: str, total: int | None, enabled: bool) -> None:
+        self.unit = unit
+        self.total = total
+        self.bar = Progress("fit", enabled)
+
+    def __call__(self, iteration: int, mean_loglik: float, change: float, seconds: float) -> None:
+        self.bar.close()
+        change_text = "" if math.isnan(change) else f"  change {change:+.3e}"
+        logger.info(
+            f"{self.unit} {iteration:4d}  mean log-likelihood {mean_loglik:.6f}"
+            f"{change_text}  {seconds:.2f} s"
+        )
+        if self.total:
+            self.bar(iteration, self.total)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def quiet(ctx: click.Context) -> bool:
     return bool(ctx.find_root().obj.get("quiet"))
 
 
-def run_job(
-    ctx: click.Context,
-    cluster: Any,
-    label: str,
-    job: Callable[..., dict[str, Any]],
-    *args: Any,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """``job(*args, progress=..., **kwargs)`` on the cluster, with a progress bar."""
-    from ..cluster import connect
+def step_reporter(as_json: bool) -> Callable[[str, dict[str, Any]], None]:
+    """What to do when a part of a job (a pipeline step) is done: log it, and print
+    its summary unless the whole job's summary will be one JSON document."""
 
-    progress = Progress(label, not quiet(ctx))
-    with connect(cluster):
-        summary = job(*args, progress=progress, **kwargs)
-    progress.close()
-    return summary
+    def report(label: str, summary: dict[str, Any]) -> None:
+        logger.info("%s done", label)
+        if not as_json:
+            click.echo(f"# {label}")
+            emit_summary(summary, False)
+
+    return report
 
 
 def emit_summary(summary: dict[str, Any], as_json: bool) -> None:
