@@ -50,11 +50,16 @@ def _far_component_start(X):
     return dict(means_init=means, weights_init=[0.4, 0.4, 0.2])
 
 
-def test_empty_component_raises_by_default():
+def test_empty_component_is_kept_by_default_as_scikit_learn_keeps_it():
     X = blobs(1000, d=2, k=2, seed=8)
-    gm = sm.GaussianMixture(3, **_far_component_start(X))
-    with pytest.raises(sm.DegenerateComponentError, match="component 2 .*reg_covar"):
-        gm.fit(X)
+    gm = sm.GaussianMixture(3, **_far_component_start(X)).fit(X)
+    assert gm.weights_[2] < 1e-10 and np.all(gm.weights_[:2] > 0.1)
+    assert np.all(np.isfinite(gm.covariances_)) and np.all(np.isfinite(gm.score_samples(X)))
+    # scikit-learn's example: ten components on two distinct rows
+    Y = np.concatenate([np.ones((5, 1)), np.zeros((5, 1))])
+    weights = np.sort(sm.GaussianMixture(10, random_state=0).fit(Y).weights_)[::-1]
+    np.testing.assert_allclose(weights[:2], [0.5, 0.5], rtol=1e-6)
+    assert np.all(weights[2:] < 1e-10)
 
 
 def test_empty_component_is_reseeded_on_request():

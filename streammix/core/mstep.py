@@ -6,12 +6,14 @@ Policy for a degenerate component (``on_degenerate``):
 
 * A component is *degenerate* when its covariance, after adding ``reg_covar``,
   is not positive definite (it collapsed onto too few distinct rows, or onto a
-  lower-dimensional subspace), or when its weight falls below
-  ``EMPTY_WEIGHT`` (it explains no data).
+  lower-dimensional subspace).
+* A component is *empty* when its weight falls below ``EMPTY_WEIGHT`` (it
+  explains no data). As in scikit-learn, it is kept, with that weight and the
+  ``reg_covar`` covariance its statistics give, unless re-seeding was asked for.
 * ``"error"`` (default) raises :class:`~streammix.errors.DegenerateComponentError`
-  naming the components and the remedies.
-* ``"reseed"`` replaces each degenerate component by half of the heaviest
-  healthy component, split along that component's principal axis, and
+  naming the degenerate components and the remedies.
+* ``"reseed"`` replaces each degenerate or empty component by half of the
+  heaviest healthy component, split along that component's principal axis, and
   continues; a covariance shared by all components (``family.shared_covariance``)
   that is singular cannot be reseeded and raises.
 """
@@ -65,11 +67,6 @@ def _to_original(
 ) -> MixtureParams:
     """Frame-unit parameters to original units; raises ``CholeskyFailure``."""
     frame = stats.frame
-    bad_weight = tuple(int(k) for k in np.flatnonzero(weights < EMPTY_WEIGHT))
-    # An empty component's own covariance is noise; a shared one is still estimated
-    # from every row.
-    if bad_weight and not family.shared_covariance:
-        raise CholeskyFailure(bad_weight)
     prec_chol = family.precision_cholesky(cov) / frame.scale
     # The frame's scale is a power of two: the family rescales its layout exactly (a
     # low-rank factor by the scale, variances by its square).
@@ -127,7 +124,13 @@ def m_step(
     DegenerateComponentError
     """
     weights, means, cov = _frame_params(stats, family, reg_covar)
+    reseeding = on_degenerate == "reseed" and not family.shared_covariance
+    # An empty component's own covariance is noise; a shared one is still estimated
+    # from every row.
+    empty = tuple(int(k) for k in np.flatnonzero(weights < EMPTY_WEIGHT)) if reseeding else ()
     try:
+        if empty:
+            raise CholeskyFailure(empty)
         return _to_original(family, stats, weights, means, cov)
     except CholeskyFailure as failure:
         bad = failure.components
