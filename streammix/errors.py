@@ -71,7 +71,8 @@ class UnscorableInput(InvalidInputError):
     def __init__(self, row: int) -> None:
         super().__init__(
             f"Row {row} has zero density under every component (it lies too far from "
-            "the model for float64); check the row's scale against the model's data."
+            "the model for the data's floating-point type); check the row's scale "
+            "against the model's data."
         )
         self.row = row
 

@@ -65,3 +65,23 @@ def test_one_compute_per_em_iteration(big, monkeypatch):
         sm.GaussianMixture(3, n_init=3, random_state=0, max_iter=5, tol=0.0).fit(zarr_a)
     # Three restarts share every pass.
     assert labels.count("EM") == 5
+
+
+def test_library_calls_give_the_process_its_blas_threads_back():
+    """Chunk tasks on dask's thread pool run BLAS single-threaded; once the
+    computation that needed it ends, the caller's process has its threads again."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    X = blobs(20_000, d=4, k=2, seed=3)
+    lazy = da.from_array(X, chunks=(2_000, 4))
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        gm = sm.GaussianMixture(2, random_state=0).fit(lazy)
+        assert blas_threads() == before
+        gm.score_samples(lazy).compute(scheduler="threads")
+        assert blas_threads() == before
+        gm.predict_proba(lazy).compute(scheduler="threads")
+        assert blas_threads() == before

@@ -88,3 +88,62 @@ def _unit_cov(family, k, d):
     if family.name in ("diag", "spherical"):
         return np.ones(shape)
     return np.broadcast_to(np.eye(d), shape).copy()
+
+
+# ----------------------------------------------------------- references (centring)
+def _tight_far_apart(rng: np.random.Generator, n: int, dtype: type) -> tuple[np.ndarray, list]:
+    """Two far-apart components of very different spreads, and their true parameters."""
+    loc = float(10.0 ** rng.uniform(1, 4))
+    tight = float(10.0 ** rng.uniform(-3, -1)) * loc / 1000
+    a = rng.normal(loc, tight, size=(n, 2))
+    b = rng.normal(-loc, 1.0, size=(n, 2))
+    return np.concatenate([a, b]).astype(dtype), [loc, tight]
+
+
+@pytest.mark.parametrize("name", (*FAMILY_NAMES, "lowrank"))
+def test_recentring_is_exact_algebra(name):
+    """Statistics about references c, moved to c', equal those taken about c'."""
+    rng = np.random.default_rng(4)
+    X = blobs(3000, d=3, k=2, seed=5)
+    family = get_family(name, 1 if name == "lowrank" else None)
+    frame = make_frame(X)
+    cov = {
+        "full": np.array([np.eye(3)] * 2),
+        "tied": np.eye(3),
+        "diag": np.ones((2, 3)),
+        "spherical": np.ones(2),
+        "lowrank": np.concatenate([np.full((2, 3, 1), 0.3), np.ones((2, 3, 1))], axis=2),
+    }[name]
+    params = MixtureParams.from_covariances(family, [0.5, 0.5], X[:2] + 0.1, cov)
+    (about_means,) = estep(X, [params.prepare(frame, X.dtype)])
+    other = rng.normal(size=about_means.centres.shape)
+    moved = about_means.recentered(family, other).recentered(family, about_means.refs)
+    assert moved.allclose(about_means, rtol=1e-9, atol=1e-9)
+    at_origin = about_means.recentered(family, None)
+    assert at_origin.refs is None
+    assert at_origin.recentered(family, about_means.refs).allclose(
+        about_means, rtol=1e-9, atol=1e-9
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(seeds)
+def test_float32_statistics_of_far_apart_tight_components_keep_float32_accuracy(seed):
+    """Merging the statistics of two halves of float32 data, each component about its
+    own mean, gives every component's variance to float32 accuracy, however far the
+    components lie from each other and from the frame's origin."""
+    rng = np.random.default_rng(seed)
+    X, _ = _tight_far_apart(rng, 2000, np.float32)
+    exact = X.astype(np.float64)
+    truth = np.array([exact[:2000].var(axis=0), exact[2000:].var(axis=0)])
+    family = get_family("diag")
+    params = MixtureParams.from_covariances(
+        family, [0.5, 0.5], [exact[:2000].mean(0), exact[2000:].mean(0)], truth
+    )
+    frame = make_frame(exact, np.float32)
+    prep = params.prepare(frame, np.float32)
+    halves = estep(X[::2], [prep])[0] + estep(X[1::2], [prep])[0]
+    whole = estep(X, [prep])[0]
+    for stats in (halves, whole):
+        _, cov = family.mstep_frame(stats.s0, stats.s1, stats.s2, 0.0)
+        np.testing.assert_allclose(cov * frame.scale**2, truth, rtol=1e-4)

@@ -23,12 +23,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from ..errors import NonFiniteRow, UnscorableRow
-from .families import BlockKernel, CovarianceFamily, Prepared
+from .families import CovarianceFamily, Prepared
 from .frame import Frame
 from .stats import SufficientStats
 
@@ -96,13 +96,14 @@ def _blocks(n_rows: int, block_rows: int) -> range:
     return range(0, n_rows, block_rows)
 
 
-def _check_block(xb: np.ndarray, log_norm: np.ndarray, start: int) -> None:
+def _check_block(xb: np.ndarray, log_norm: np.ndarray, index: np.ndarray) -> None:
+    """Name the first row (by its chunk index ``index[i]``) that cannot be scored."""
     if np.all(np.isfinite(log_norm)):
         return
-    bad = first_nonfinite_row(xb)
-    if bad is not None:
-        raise NonFiniteRow(start + bad)
-    raise UnscorableRow(start + int(np.flatnonzero(~np.isfinite(log_norm))[0]))
+    bad = np.flatnonzero(~np.all(np.isfinite(xb), axis=1))
+    if bad.size:
+        raise NonFiniteRow(int(index[bad].min()))
+    raise UnscorableRow(int(index[np.flatnonzero(~np.isfinite(log_norm))].min()))
 
 
 @_quiet
@@ -110,6 +111,15 @@ def estep(
     X: np.ndarray, preps: Sequence[Prepared], block_rows: int = BLOCK_ROWS
 ) -> tuple[SufficientStats, ...]:
     """Sufficient statistics of a chunk under each set of prepared parameters.
+
+    Each component's sums are taken about its reference point ``c_k`` (its
+    mean, ``prep.refs``): the chunk's rows are grouped by their nearest
+    reference ``c_a`` and moved to ``y - c_a``, so that every product the kernel
+    forms is of small numbers; the kernel works on each group, block by block,
+    with its constants prepared about ``c_a``, and the group's sums are then
+    moved to each component's own reference by exact algebra
+    (:meth:`CovarianceFamily.recentered`). Prepared values without references
+    take every sum about the frame's origin.
 
     Parameters
     ----------
@@ -125,33 +135,85 @@ def estep(
     ------
     NonFiniteRow, UnscorableRow
     """
-    n, d = X.shape
     dtype = data_dtype(X)
-    accs = [np.zeros(p.kernel.sums_shape(p.n_components, d)) for p in preps]
-    s0 = [np.zeros(p.n_components) for p in preps]
-    loglik = [0.0] * len(preps)
-    for start in _blocks(n, block_rows):
-        xb = X[start : start + block_rows]
-        moved: dict[Frame, np.ndarray] = {}
-        feats: dict[tuple[Frame, BlockKernel[Any]], np.ndarray] = {}
-        for i, p in enumerate(preps):
-            y = moved.get(p.frame)
-            if y is None:
-                y = moved[p.frame] = p.frame.to_frame(xb, dtype)
-            F = feats.get((p.frame, p.kernel))
-            if F is None:
-                F = feats[(p.frame, p.kernel)] = p.kernel.features(y)
-            lp, ctx = p.kernel.log_joint(F, y, p)
+    return tuple(_centred_estep(X, p, dtype, block_rows) for p in preps)
+
+
+def _even_blocks(rows: np.ndarray, block_rows: int) -> list[np.ndarray]:
+    """``rows`` cut into blocks of about ``block_rows`` (the nearest whole number of
+    blocks, of equal sizes): a group's remainder is not a block of its own."""
+    n_blocks = max(1, round(rows.size / block_rows))
+    return np.array_split(rows, n_blocks)
+
+
+def _groups(X: np.ndarray, prep: Prepared, dtype: np.dtype, block_rows: int) -> list[np.ndarray]:
+    """The chunk's rows grouped by nearest reference (``argmax c.y - |c|^2/2``), in
+    row order within each group; one group of all rows without references."""
+    if prep.refs is None or prep.source is None:
+        return [np.arange(X.shape[0])]
+    c = prep.refs.astype(dtype)
+    half_norms = (0.5 * np.sum(prep.refs * prep.refs, axis=1)).astype(dtype)
+    label = np.empty(X.shape[0], dtype=np.intp)
+    for start in _blocks(X.shape[0], block_rows):
+        y = prep.frame.to_frame(X[start : start + block_rows], dtype)
+        score = c @ y
+        score -= half_norms[:, None]
+        label[start : start + y.shape[1]] = np.argmax(score, axis=0)
+    order = np.argsort(label, kind="stable")
+    bounds = np.cumsum(np.bincount(label, minlength=c.shape[0]))
+    return [order[lo:hi] for lo, hi in zip((0, *bounds[:-1]), bounds, strict=True)]
+
+
+def _prepared_about(prep: Prepared, a: int) -> Prepared:
+    """``prep`` about reference ``a``, prepared once per ``prep``."""
+    about = prep.abouts.get(a)
+    if about is None:
+        assert prep.refs is not None
+        about = prep.abouts[a] = prep.source.prepare_about(prep, prep.refs[a])
+    return about
+
+
+def _centred_estep(
+    X: np.ndarray, prep: Prepared, dtype: np.dtype, block_rows: int
+) -> SufficientStats:
+    n, d = X.shape
+    k = prep.n_components
+    kernel, family = prep.kernel, prep.family
+    centred = prep.refs is not None and prep.source is not None
+    refs = prep.refs if centred else np.zeros((k, d))
+    assert refs is not None
+    groups = _groups(X, prep, dtype, block_rows)
+    s0 = np.zeros(k)
+    loglik = 0.0
+    total = SufficientStats.zero(k, d, family.s2_shapes(k, d), prep.frame, prep.refs)
+    s1, s2 = total.s1, total.s2
+    for a, rows in enumerate(groups):
+        if rows.size == 0:
+            continue
+        about = _prepared_about(prep, a) if centred else prep
+        ref = refs[a].astype(dtype) if centred else None
+        acc = np.zeros(kernel.sums_shape(k, d))
+        g0 = np.zeros(k)
+        for index in _even_blocks(rows, block_rows):
+            xb = X[index] if centred else X[index[0] : index[-1] + 1]
+            delta = prep.frame.to_frame(xb, dtype)
+            if ref is not None:
+                delta -= ref[:, None]
+            F = kernel.features(delta)
+            lp, ctx = kernel.log_joint(F, delta, about)
             resp, log_norm = normalise(lp)
-            _check_block(xb, log_norm, start)
-            loglik[i] += float(log_norm.sum())
-            s0[i] += resp.sum(axis=1, dtype=np.float64)
-            p.kernel.add_block_sums(accs[i], F, y, resp, p, ctx)
-    out = []
-    for i, p in enumerate(preps):
-        s1, s2 = p.kernel.split_sums(accs[i], p.n_components, d)
-        out.append(SufficientStats(float(n), loglik[i], s0[i], s1, s2, p.frame))
-    return tuple(out)
+            _check_block(xb, log_norm, index)
+            loglik += float(log_norm.sum())
+            g0 += resp.sum(axis=1, dtype=np.float64)
+            kernel.add_block_sums(acc, F, delta, resp, about, ctx)
+        g1, g2 = kernel.split_sums(acc, k, d)
+        if centred:
+            # this group's sums are about c_a: move them to every component's reference
+            g1, g2 = family.recentered(g0, g1, g2, refs[a] - refs)
+        s0 += g0
+        s1 = s1 + g1
+        s2 = tuple(x + y for x, y in zip(s2, g2, strict=True))
+    return SufficientStats(float(n), loglik, s0, s1, s2, prep.frame, prep.refs)
 
 
 @_quiet
@@ -162,8 +224,10 @@ def score_rows(
 
     ``what`` is ``"log_likelihood"`` (float64, ``(n_rows,)``), ``"label"``
     (int64, the most likely component), or ``"proba"`` (float64,
-    ``(n_rows, n_components)``, the responsibilities). Non-finite rows raise
-    :class:`NonFiniteRow`; use :func:`score_rows_masked` to let them through.
+    ``(n_rows, n_components)``, the responsibilities). A row with NaN or infinity
+    raises :class:`NonFiniteRow`, a finite row whose log-density overflows (too
+    far from every component for the data dtype) :class:`UnscorableRow`: never a
+    NaN result. :func:`score_rows_masked` lets both through as NaN and ``-1``.
     """
     n = X.shape[0]
     dtype = data_dtype(X)
@@ -177,34 +241,38 @@ def score_rows(
         xb = X[start : start + block_rows]
         y = prep.frame.to_frame(xb, dtype)
         lp, _ = prep.kernel.log_joint(prep.kernel.features(y), y, prep)
-        if what == "label":
-            bad = first_nonfinite_row(xb)
-            if bad is not None:
-                raise NonFiniteRow(start + bad)
-            out[start : start + len(xb)] = np.argmax(lp, axis=0)
-            continue
+        label = np.argmax(lp, axis=0) if what == "label" else None
         resp, log_norm = normalise(lp)
-        bad = first_nonfinite_row(xb) if not np.all(np.isfinite(log_norm)) else None
-        if bad is not None:
-            raise NonFiniteRow(start + bad)
-        if what == "log_likelihood":
+        _check_block(xb, log_norm, np.arange(start, start + len(xb)))
+        if label is not None:
+            out[start : start + len(xb)] = label
+        elif what == "log_likelihood":
             out[start : start + len(xb)] = log_norm
         else:
             out[start : start + len(xb)] = resp.T
     return out
 
 
+@_quiet
 def score_rows_masked(
     X: np.ndarray, prep: Prepared, block_rows: int = BLOCK_ROWS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Log-likelihood and most likely component; rows with NaN/inf get NaN and -1."""
-    finite = np.all(np.isfinite(X), axis=1)
-    ll = np.full(X.shape[0], np.nan)
-    label = np.full(X.shape[0], -1, dtype=np.int64)
-    if finite.any():
-        good = X[finite]
-        ll[finite] = score_rows(good, prep, "log_likelihood", block_rows)
-        label[finite] = score_rows(good, prep, "label", block_rows)
+    """Log-likelihood and most likely component; rows that cannot be scored (NaN or
+    infinity, or a log-density that overflows) get NaN and -1."""
+    n = X.shape[0]
+    dtype = data_dtype(X)
+    ll = np.full(n, np.nan)
+    label = np.full(n, -1, dtype=np.int64)
+    for start in _blocks(n, block_rows):
+        xb = X[start : start + block_rows]
+        y = prep.frame.to_frame(xb, dtype)
+        lp, _ = prep.kernel.log_joint(prep.kernel.features(y), y, prep)
+        best = np.argmax(lp, axis=0)
+        _, log_norm = normalise(lp)
+        ok = np.isfinite(log_norm) & np.all(np.isfinite(xb), axis=1)
+        rows = np.arange(start, start + len(xb))[ok]
+        ll[rows] = log_norm[ok]
+        label[rows] = best[ok]
     return ll, label
 
 
@@ -217,7 +285,8 @@ def hard_estep(
 ) -> SufficientStats:
     """Statistics with one-hot responsibilities: each row to its nearest centre.
 
-    ``centers`` are in frame units; the log-likelihood of the result is zero.
+    ``centers`` are in frame units; every component's sums are taken about its
+    centre (rounded to the data dtype); the log-likelihood of the result is zero.
     """
     n, d = X.shape
     dtype = data_dtype(X)
@@ -234,12 +303,20 @@ def hard_estep(
         score = c @ y
         score -= half_norms[:, None]
         label = np.argmax(score, axis=0)
-        resp = np.zeros((k, y.shape[1]), dtype=dtype)
-        resp[label, np.arange(y.shape[1])] = 1.0
-        s0 += np.bincount(label, minlength=k)
-        kernel.add_block_sums(acc, kernel.features(y), y, resp)
+        counts = np.bincount(label, minlength=k)
+        s0 += counts
+        order = np.argsort(label, kind="stable")
+        at = 0
+        for a in np.flatnonzero(counts):
+            rows = order[at : at + counts[a]]
+            at += int(counts[a])
+            delta = y[:, rows]
+            delta -= c[a][:, None]
+            resp = np.zeros((k, rows.size), dtype=dtype)
+            resp[a] = 1.0
+            kernel.add_block_sums(acc, kernel.features(delta), delta, resp)
     s1, s2 = kernel.split_sums(acc, k, d)
-    return SufficientStats(float(n), 0.0, s0, s1, s2, frame)
+    return SufficientStats(float(n), 0.0, s0, s1, s2, frame, c.astype(np.float64))
 
 
 def weighted_estep(

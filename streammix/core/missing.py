@@ -57,7 +57,9 @@ def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> Suffici
     incomplete = missing.any(axis=1)
     family = params.family
     k, d = params.n_components, params.n_features
-    total = SufficientStats.zero(k, d, family.s2_shapes(k, d), frame)
+    # Statistics about each component's mean, as the complete rows' E-step takes them.
+    means = (params.means - frame.shift) / frame.scale
+    total = SufficientStats.zero(k, d, family.s2_shapes(k, d), frame, means)
     if not incomplete.all():
         (complete,) = estep(X[~incomplete], (params.prepare(frame, np.float64),))
         total = total + complete
@@ -66,7 +68,6 @@ def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> Suffici
 
     rows_all = np.flatnonzero(incomplete)
     Y = (X[rows_all] - frame.shift) / frame.scale
-    means = (params.means - frame.shift) / frame.scale
     dense = params.dense_covariances() / frame.scale**2
     with np.errstate(divide="ignore"):
         log_w = np.log(params.weights)
@@ -98,8 +99,10 @@ def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> Suffici
         s0 += resp.sum(axis=0)
         for j in range(k):
             r = resp[:, j]
-            s1[j] += r @ filled[j]
-            m2[j] += (filled[j] * r[:, None]).T @ filled[j]
+            centred = filled[j] - means[j]
+            s1[j] += r @ centred
+            m2[j] += (centred * r[:, None]).T @ centred
             m2[j][np.ix_(miss, miss)] += r.sum() * cond_cov[j]
-    partial = SufficientStats(float(rows_all.size), loglik, s0, s1, family.s2_from_dense(m2), frame)
+    s2 = family.s2_from_dense(m2)
+    partial = SufficientStats(float(rows_all.size), loglik, s0, s1, s2, frame, means)
     return total + partial

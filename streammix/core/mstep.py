@@ -50,11 +50,13 @@ def degenerate_message(components: tuple[int, ...], family: CovarianceFamily) ->
 def _frame_params(
     stats: SufficientStats, family: CovarianceFamily, reg_covar: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weights, means and covariances in frame units."""
+    """Weights, means and covariances in frame units (statistics about each
+    component's reference: the family's means are offsets from it)."""
     nk = stats.s0 + COUNT_GUARD
     weights = nk / nk.sum()
     reg = reg_covar / stats.frame.scale**2
-    means, cov = family.mstep_frame(nk, stats.s1, stats.s2, reg)
+    offsets, cov = family.mstep_frame(nk, stats.s1, stats.s2, reg)
+    means = offsets if stats.refs is None else stats.refs + offsets
     return weights, means, cov
 
 

@@ -5,11 +5,12 @@ Layer: math (numpy/scipy only).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .families import CovarianceFamily, Prepared
+from .families.interface import frame_means
 from .frame import Frame
 
 
@@ -86,8 +87,22 @@ class MixtureParams:
         """Kernel constants for rows of ``dtype`` in ``frame``, for the block kernel the
         family chooses for this number of features."""
         dt = np.dtype(dtype)
+        frame = frame.for_dtype(dt)
+        prep = self.family.kernel(self.n_features).prepare(
+            self.weights, self.means, self.precisions_cholesky, frame, dt
+        )
+        # Each component's statistics are taken about its mean rounded to the data
+        # dtype, so that a row minus it is exact in that dtype.
+        refs = frame_means(self.means, frame).astype(dt).astype(np.float64)
+        return replace(prep, refs=refs, source=self)
+
+    def prepare_about(self, prep: Prepared, ref: np.ndarray) -> Prepared:
+        """``prep`` for rows moved to ``y - ref`` (frame units): the same kernel
+        constants in the frame whose origin is ``ref``, exactly (the frame's scale
+        is a power of two and ``ref`` a value of the data dtype)."""
+        frame = Frame(prep.frame.shift + prep.frame.scale * ref, prep.frame.scale)
         return self.family.kernel(self.n_features).prepare(
-            self.weights, self.means, self.precisions_cholesky, frame.for_dtype(dt), dt
+            self.weights, self.means, self.precisions_cholesky, frame, prep.dtype
         )
 
     def spread(self) -> float:

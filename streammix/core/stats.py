@@ -10,23 +10,36 @@ no overflow when they are huge. For responsibilities ``r_ik`` they are::
     n      = number of rows summed (float, so that blends stay exact)
     loglik = sum_i log p(x_i)            (original units)
     s0_k   = sum_i r_ik
-    s1_k   = sum_i r_ik y_i
-    s2     = family-specific second-order sums of y, e.g.
-             sum_i r_ik y_i y_i^T for full covariances
+    s1_k   = sum_i r_ik (y_i - c_k)
+    s2     = family-specific second-order sums of y_i - c_k, e.g.
+             sum_i r_ik (y_i - c_k) (y_i - c_k)^T for full covariances
 
-They are sums, so a chunk's statistics are computed independently and added;
-``+`` is associative and commutative up to floating-point rounding, ``zero`` is
-its identity and ``scale`` supports the blends of online EM.
+where ``c_k`` is component ``k``'s reference point (``refs``; zero when not
+given). One frame cannot centre components that lie far apart: a component of
+spread 1e-5 (in frame units) at distance one from the frame's origin would lose
+ten digits to ``E[yy^T] - mu mu^T``, and every digit in float32. The E-step
+therefore takes each component's sums about its own mean of the previous
+iteration, and the M-step adds the reference back.
+
+They are sums, so a chunk's statistics are computed independently and added
+(all chunks of a pass share their references); ``+`` is associative and
+commutative up to floating-point rounding, ``zero`` is its identity, ``scale``
+supports the blends of online EM, and :meth:`SufficientStats.recentered` moves
+the references exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .frame import Frame
+
+if TYPE_CHECKING:
+    from .families import CovarianceFamily
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -46,6 +59,9 @@ class SufficientStats:
         Second-order sums whose shapes the covariance family defines.
     frame : Frame
         The coordinates; statistics taken in different frames never add.
+    refs : ndarray of shape (n_components, n_features) or None
+        Each component's reference point in frame units (``None``: the origin);
+        statistics about different references never add.
 
     Examples
     --------
@@ -62,6 +78,7 @@ class SufficientStats:
     s1: np.ndarray
     s2: tuple[np.ndarray, ...]
     frame: Frame
+    refs: np.ndarray | None = None
 
     @classmethod
     def zero(
@@ -70,6 +87,7 @@ class SufficientStats:
         n_features: int,
         s2_shapes: Iterable[tuple[int, ...]],
         frame: Frame,
+        refs: np.ndarray | None = None,
     ) -> SufficientStats:
         """The identity of ``+`` for the given shapes."""
         return cls(
@@ -79,7 +97,22 @@ class SufficientStats:
             s1=np.zeros((n_components, n_features)),
             s2=tuple(np.zeros(s) for s in s2_shapes),
             frame=frame,
+            refs=refs,
         )
+
+    @property
+    def centres(self) -> np.ndarray:
+        """The references as an array (zeros for the origin)."""
+        return np.zeros(self.s1.shape) if self.refs is None else self.refs
+
+    def recentered(self, family: CovarianceFamily, refs: np.ndarray | None) -> SufficientStats:
+        """The same statistics about other references (exact algebra)."""
+        new = np.zeros(self.s1.shape) if refs is None else refs
+        shift = self.centres - new
+        if not np.any(shift):
+            return replace(self, refs=refs)
+        s1, s2 = family.recentered(self.s0, self.s1, self.s2, shift)
+        return replace(self, s1=s1, s2=s2, refs=refs)
 
     @property
     def n_components(self) -> int:
@@ -98,6 +131,8 @@ class SufficientStats:
             raise ValueError("cannot add statistics of different shapes")
         if self.frame != other.frame:
             raise ValueError("cannot add statistics taken in different frames")
+        if self.refs is not other.refs and not np.array_equal(self.centres, other.centres):
+            raise ValueError("cannot add statistics taken about different references")
 
     def __add__(self, other: SufficientStats) -> SufficientStats:
         if not isinstance(other, SufficientStats):
@@ -110,6 +145,7 @@ class SufficientStats:
             s1=self.s1 + other.s1,
             s2=tuple(a + b for a, b in zip(self.s2, other.s2, strict=True)),
             frame=self.frame,
+            refs=self.refs,
         )
 
     def scale(self, factor: float) -> SufficientStats:
@@ -122,6 +158,7 @@ class SufficientStats:
             s1=self.s1 * f,
             s2=tuple(a * f for a in self.s2),
             frame=self.frame,
+            refs=self.refs,
         )
 
     def blend(self, other: SufficientStats, step: float) -> SufficientStats:

@@ -134,8 +134,9 @@ def stats_from_params(
     cov = family.rescaled(params.covariances, np.full(params.n_features, 1.0 / frame.scale))
     reg = reg_covar / frame.scale**2
     s0 = params.weights.copy()
-    s2 = family.second_moments(s0, means, cov, reg)
-    return SufficientStats(1.0, 0.0, s0, s0[:, None] * means, s2, frame)
+    # About each component's own mean: the first-order sums vanish.
+    s2 = family.second_moments(s0, np.zeros_like(means), cov, reg)
+    return SufficientStats(1.0, 0.0, s0, np.zeros_like(means), s2, frame, means)
 
 
 def _reseed_collapsed(
@@ -150,11 +151,14 @@ def _reseed_collapsed(
     if not bad or len(bad) >= k or family.shared_covariance:
         return stats, 0
     nk = stats.s0 + COUNT_GUARD
-    means, cov = family.mstep_frame(nk, stats.s1, stats.s2, 0.0)
+    offsets, cov = family.mstep_frame(nk, stats.s1, stats.s2, 0.0)
+    means = stats.centres + offsets
     new_w, new_means, new_cov = split_into(family, weights, means, cov, bad)
     s0 = new_w * stats.s0.sum()
-    s2 = family.second_moments(s0, new_means, new_cov, 0.0)
-    return replace(stats, s0=s0, s1=s0[:, None] * new_means, s2=s2), len(bad)
+    # about the new means: the first-order sums vanish
+    s2 = family.second_moments(s0, np.zeros_like(new_means), new_cov, 0.0)
+    reseeded = replace(stats, s0=s0, s1=np.zeros_like(new_means), s2=s2, refs=new_means)
+    return reseeded, len(bad)
 
 
 def _average(averaged: MixtureParams | None, n: int, params: MixtureParams) -> MixtureParams:
@@ -172,14 +176,16 @@ def update(state: OnlineState, batch: SufficientStats, settings: OnlineSettings)
     n_rows = state.n_rows + int(batch.n)
     loglik_sum = state.loglik_sum + batch.loglik
     if not state.warm:
-        total = state.stats + batch
+        total = state.stats.recentered(settings.family, batch.refs) + batch
         if total.n < settings.warmup_rows:
             return replace(state, stats=total, n_rows=n_rows, loglik_sum=loglik_sum)
         running = total.scale(1.0 / total.n)
         t = 1
     else:
         t = state.n_updates + 1
-        running = state.stats.blend(batch.scale(1.0 / batch.n), settings.step(t))
+        # the batch's sums are about the current means; move the running ones there
+        previous = state.stats.recentered(settings.family, batch.refs)
+        running = previous.blend(batch.scale(1.0 / batch.n), settings.step(t))
     running, n_reseeded = _reseed_collapsed(running, settings.family, settings.reg_covar)
     params = m_step(running, settings.family, settings.reg_covar, settings.on_degenerate)
     averaged, n_averaged = state.averaged, state.n_averaged

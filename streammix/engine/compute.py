@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import dask
+from dask.callbacks import Callback
 from threadpoolctl import ThreadpoolController
 
 _controller: ThreadpoolController | None = None
@@ -69,20 +70,51 @@ def single_threaded_blas() -> Iterator[None]:
 _pool_limit: Any = None
 
 
+class _RestoreAfterCompute(Callback):
+    """Restores BLAS's threads when a dask computation in which tasks limited them ends."""
+
+    def _finish(self, dsk: Any, state: Any, errored: bool) -> None:
+        global _pool_limit
+        with _guard_lock:
+            if _pool_limit is not None:
+                _pool_limit.restore_original_limits()
+                _pool_limit = None
+
+
+_restorer: _RestoreAfterCompute | None = None
+
+
+def restore_blas_after_computations() -> None:
+    """Make every dask computation in this process end with BLAS's threads as they
+    were before its tasks limited them. Called when streammix hands a lazy result to
+    the caller (whose ``compute`` it cannot wrap); registers one scheduler callback,
+    once."""
+    global _restorer
+    if _restorer is None:
+        with _guard_lock:
+            if _restorer is None:
+                _restorer = _RestoreAfterCompute()
+                _restorer.register()
+
+
 def single_threaded_blas_in_pools() -> None:
     """Called by every chunk task: on a thread other than the main one (a dask
     thread pool computing lazy results the caller asked for), set BLAS to one
-    thread for the rest of the process.
+    thread until that computation ends.
 
     Switching the limit on and off around every task costs more than the tasks
-    (measured: a lazy score ten times slower), so the limit stays, as dask
-    recommends for BLAS inside its thread pools (``OMP_NUM_THREADS=1``).
+    (measured: a lazy score ten times slower), so the limit is set by the first
+    task, as dask recommends for BLAS inside its thread pools
+    (``OMP_NUM_THREADS=1``), and restored when the computation finishes (see
+    :func:`restore_blas_after_computations`): the caller's process gets its BLAS
+    threads back.
     """
     global _pool_limit
     if _pool_limit is not None or threading.current_thread() is threading.main_thread():
         return
     with _guard_lock:
-        if _pool_limit is None:
+        # Inside streammix's own computations the guard holds the limit already.
+        if _pool_limit is None and _guard_depth == 0:
             _pool_limit = _blas_controller().limit(limits=1, user_api="blas")
 
 

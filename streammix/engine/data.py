@@ -34,7 +34,13 @@ from dask.delayed import delayed
 
 from ..core.kernel import first_nonfinite_row
 from ..errors import NonFiniteInput, NonFiniteRow, UnscorableInput, UnscorableRow
-from .compute import compute, run_tasks, single_threaded_blas, single_threaded_blas_in_pools
+from .compute import (
+    compute,
+    restore_blas_after_computations,
+    run_tasks,
+    single_threaded_blas,
+    single_threaded_blas_in_pools,
+)
 from .reduce import tree_reduce, tree_reduce_delayed
 
 # Rows per chunk when numpy input is split for the thread pool.
@@ -215,6 +221,7 @@ class ChunkedData:
             if not parts:
                 return np.empty((0, *tail), dtype=dtype)
             return np.concatenate(parts, axis=0)
+        restore_blas_after_computations()  # the caller computes the lazy result
         shared = [delayed(a, traverse=False) for a in args]
         blocks = self.array.to_delayed().ravel()
         pieces = [
@@ -323,6 +330,7 @@ class ChunkedData:
             pieces.append(da.from_delayed(done, shape=(rows,), dtype=dtype))
         lazy = da.concatenate(pieces, axis=0)
         if self.is_lazy:
+            restore_blas_after_computations()  # the caller computes the lazy result
             return lazy
         (out,) = compute(lazy, label="pairs")
         return np.asarray(out)

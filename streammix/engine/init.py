@@ -15,9 +15,12 @@ the data:
 * ``"random_from_data"``: random rows as means, covariance ``reg_covar``.
 
 ``weights_init``, ``means_init`` and ``precisions_init`` override what the
-method produced. When ``means_init`` is given without ``precisions_init``, the
-starting covariances come from assigning every row to its nearest given mean
-(one pass), rather than from an unrelated k-means run.
+method produced, as scikit-learn's ``_initialize`` does: with ``means_init``
+alone, the method still runs, and its responsibilities give the starting
+weights and covariances (each component's covariance about the mean of its own
+responsibilities, not about the given mean); only the means are replaced.
+Starting from the given means' own assignments instead would differ from
+scikit-learn, and fails outright when a given mean attracts no row.
 
 All restarts share one sample and one frame; each pass serves all of them.
 """
@@ -236,13 +239,7 @@ def initial_params(
     frame = fit_frame(data, sample)
     sample_y = (sample - frame.shift) / frame.scale
 
-    if spec.means is not None:
-        given = (np.asarray(spec.means, dtype=np.float64) - frame.shift) / frame.scale
-        (stats,) = data.map_reduce(
-            _hard_chunk, (given,), (family,), frame, combine=add_tuples, label="init"
-        )
-        starts = [m_step(stats, family, reg_covar, on_degenerate)] * len(rngs)
-    elif spec.method == "kmeans":
+    if spec.method == "kmeans":
         candidates = [(n_components, family)] * len(rngs)
         starts = kmeans_starts(data, sample_y, frame, candidates, rngs, reg_covar, on_degenerate)
     elif spec.method == "random":

@@ -168,6 +168,8 @@ def state_to_files(state: OnlineState) -> tuple[dict[str, Any], dict[str, np.nda
         "state_frame_shift": state.stats.frame.shift,
         **{f"state_s2_{i}": a for i, a in enumerate(state.stats.s2)},
     }
+    if state.stats.refs is not None:
+        arrays["state_refs"] = state.stats.refs
     if state.averaged is not None:
         p = state.params
         arrays.update(
@@ -196,6 +198,7 @@ def state_from_files(
         arrays["state_s1"],
         tuple(arrays[f"state_s2_{i}"] for i in range(int(info["n_s2"]))),
         frame,
+        arrays.get("state_refs"),  # absent from models saved before references existed
     )
     family = current.family
     k, d = current.n_components, current.n_features
@@ -203,6 +206,7 @@ def state_from_files(
         stats.s0.shape != (k,)
         or stats.s1.shape != (k, d)
         or tuple(a.shape for a in stats.s2) != family.s2_shapes(k, d)
+        or (stats.refs is not None and stats.refs.shape != (k, d))
     ):
         raise ValueError("running statistics have the wrong shapes")
     averaged: MixtureParams | None = None

@@ -36,6 +36,7 @@ from ..errors import CholeskyFailure, InvalidParameterError
 from ..io.inputs import as_chunked
 from ..io.location import Location
 from ..io.modelfile import write_model_dir
+from ..io.modelmeta import check_model_files
 from .estimator import Estimator
 
 # Rules for the parameters that define a density's structure; estimators add their own.
@@ -52,7 +53,14 @@ _SKLEARN_PARAMS = ("reg_covar", "init_params", "random_state")
 
 
 def check_weights(weights: Any, n_components: int) -> np.ndarray:
-    w = np.asarray(weights, dtype=np.float64)
+    """``weights`` as float64 after checking shape, range and normalisation.
+
+    Float32 weights only hold a sum of one to about ``1e-7``, so they are checked
+    at ``1e-6`` (scikit-learn's tolerance for them), other weights at ``1e-8``.
+    """
+    given = np.asarray(weights)
+    atol = 1e-6 if given.dtype == np.float32 else 1e-8
+    w = np.asarray(given, dtype=np.float64)
     if w.shape != (n_components,):
         raise InvalidParameterError(
             f"The parameter 'weights' should have the shape of ({n_components},), but got "
@@ -63,7 +71,7 @@ def check_weights(weights: Any, n_components: int) -> np.ndarray:
             "The parameter 'weights' should be in the range [0, 1], but got "
             f"max value {np.max(w):.5f}, min value {np.min(w):.5f}."
         )
-    if not np.isclose(w.sum(), 1.0, rtol=0.0, atol=1e-8):
+    if not np.isclose(w.sum(), 1.0, rtol=0.0, atol=atol):
         raise InvalidParameterError(
             f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}."
         )
@@ -94,6 +102,14 @@ def check_matrices(
     except ValueError as err:
         raise InvalidParameterError(str(err)) from None
     return a
+
+
+def fitted_dtype(*arrays: Any) -> np.dtype:
+    """The dtype of a model's attributes: float32 when every given array is float32
+    (parameters fitted on, or given as, float32), float64 otherwise."""
+    if arrays and all(np.asarray(a).dtype == np.float32 for a in arrays):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
 
 
 def _score_sum_chunk(X: np.ndarray, offset: int, prep: Any) -> tuple[float, int]:
@@ -137,9 +153,13 @@ class MixtureDensity(Estimator):
     ----------
     params_ : MixtureParams
         The fitted parameters as one immutable value (family, weights, means,
-        covariances, precision factors).
+        covariances, precision factors), in float64.
     weights_, means_, covariances_, precisions_, precisions_cholesky_, n_features_in_
-        scikit-learn's attributes.
+        scikit-learn's attributes. As in scikit-learn, they are float32 when the
+        model was fitted on float32 data (statistics still add up in float64),
+        and model files keep that dtype. Log-likelihoods and probabilities come
+        back in float32 when both the model and the rows scored are float32,
+        in float64 otherwise.
     converged_, n_iter_, lower_bound_, lower_bounds_
         The fit's history.
     threshold_ : float, optional
@@ -171,23 +191,41 @@ class MixtureDensity(Estimator):
     # ----------------------------------------------------------- parameters
     @property
     def params_(self) -> MixtureParams:
-        """The fitted parameters as one value."""
+        """The fitted parameters as one value (float64 whatever the attributes' dtype:
+        everything computed from them works in float64)."""
         self.check_fitted()
         return MixtureParams(
             self._family(),
-            self.weights_,
-            self.means_,
-            self.covariances_,
-            self.precisions_cholesky_,
+            np.asarray(self.weights_, dtype=np.float64),
+            np.asarray(self.means_, dtype=np.float64),
+            np.asarray(self.covariances_, dtype=np.float64),
+            np.asarray(self.precisions_cholesky_, dtype=np.float64),
         )
 
-    def _set_params(self, params: MixtureParams, n_features: int) -> None:
-        self.weights_ = params.weights
-        self.means_ = params.means
-        self.covariances_ = params.covariances
-        self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = params.precisions
+    def _set_params(self, params: MixtureParams, n_features: int, dtype: Any = np.float64) -> None:
+        """Take ``params`` as the fitted attributes, in ``dtype`` (the training data's)."""
+        dt = np.dtype(dtype)
+        family = params.family
+        covariances = params.covariances.astype(dt, copy=False)
+        prec_chol = params.precisions_cholesky
+        if covariances.dtype != params.covariances.dtype:
+            # The factor of the rounded covariances (computed in float64, then rounded):
+            # the attributes stay consistent with each other, and a model file's factor,
+            # checked against its covariances on loading, passes that check whatever
+            # the covariances' condition number.
+            with contextlib.suppress(CholeskyFailure):
+                prec_chol = family.precision_cholesky(covariances.astype(np.float64))
+        self.weights_ = params.weights.astype(dt, copy=False)
+        self.means_ = params.means.astype(dt, copy=False)
+        self.covariances_ = covariances
+        self.precisions_cholesky_ = prec_chol.astype(dt, copy=False)
+        self.precisions_ = family.precisions(prec_chol).astype(dt, copy=False)
         self.n_features_in_ = n_features
+
+    def _output_dtype(self, data: ChunkedData) -> np.dtype:
+        """The dtype of log-likelihoods and probabilities of ``data``: float32 only for
+        a float32 model scoring float32 rows (numpy's promotion, as in scikit-learn)."""
+        return np.result_type(self.means_.dtype, data.dtype, np.float32)
 
     def _set_history(
         self, converged: bool, n_iter: int, lower_bounds: list[float], lower_bound: float
@@ -202,15 +240,17 @@ class MixtureDensity(Estimator):
         cls,
         params: MixtureParams,
         history: tuple[bool, int, list[float], float] = (True, 0, [], float("nan")),
+        dtype: Any = np.float64,
         **kwargs: Any,
     ) -> Any:
-        """A fitted instance holding ``params``, with ``history`` (converged, n_iter,
-        lower bounds, lower bound) and the other constructor parameters ``kwargs``."""
+        """A fitted instance holding ``params`` (attributes in ``dtype``), with
+        ``history`` (converged, n_iter, lower bounds, lower bound) and the other
+        constructor parameters ``kwargs``."""
         if "n_components" in cls.param_names():
             kwargs["n_components"] = params.n_components
         factory: Any = cls  # subclasses define the constructor
         est = factory(**kwargs).check_params()
-        est._set_params(params, params.n_features)
+        est._set_params(params, params.n_features, dtype)
         est._set_history(*history)
         return est
 
@@ -236,6 +276,9 @@ class MixtureDensity(Estimator):
         **kwargs
             Other constructor parameters.
 
+        The attributes are float32 when ``means`` and ``covariances`` are float32
+        arrays (the parameters of a model fitted on float32 data), float64 otherwise.
+
         Examples
         --------
         >>> import numpy as np
@@ -244,6 +287,7 @@ class MixtureDensity(Estimator):
         >>> gm.predict(np.array([[2.9]]))
         array([1])
         """
+        dtype = fitted_dtype(means, covariances)
         means = np.asarray(means, dtype=np.float64)
         cov_arr = np.asarray(covariances, dtype=np.float64)
         if kwargs.get("rank") is None:
@@ -269,24 +313,32 @@ class MixtureDensity(Estimator):
             raise InvalidParameterError(
                 f"covariances of components {err.components} are not positive definite"
             ) from None
-        return cls._from_params(params, covariance_type=covariance_type, **kwargs)
+        return cls._from_params(params, dtype=dtype, covariance_type=covariance_type, **kwargs)
 
     # ---------------------------------------------------------------- scoring
     def score_samples(self, X: Any) -> Any:
         """Log-likelihood of every row, ``log p(x)``.
 
         Returns a numpy array for numpy input and a lazy dask array for dask or
-        Zarr input, chunked like the input's rows.
+        Zarr input, chunked like the input's rows; float32 when the model and
+        the rows are float32, float64 otherwise.
         """
         data = self._data(X)
-        return engine_score.score(data, self.params_, "log_likelihood")
+        return engine_score.score(
+            data, self.params_, "log_likelihood", dtype=self._output_dtype(data)
+        )
 
     def score(self, X: Any, y: Any = None) -> float:
-        """Mean log-likelihood of the rows (computed, also for lazy input)."""
+        """Mean log-likelihood of the rows (computed, also for lazy input).
+
+        The rows' log-likelihoods are added in float64; the mean is rounded to
+        the dtype of :meth:`score_samples` before it becomes a Python float, so
+        that it is the mean of those values to their precision.
+        """
         data = self._data(X)
         prep = engine_score.prepare_for(self.params_, data)
         total, n = data.map_reduce(_score_sum_chunk, prep, combine=_add_pairs, label="score")
-        return float(total / n)
+        return float(self._output_dtype(data).type(total / n))
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
@@ -484,6 +536,7 @@ class MixtureDensity(Estimator):
     def from_files(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
         """Rebuild a fitted estimator from its files' contents (see :meth:`to_files`);
         raises ``ValueError`` (or ``KeyError``) when they do not describe one."""
+        check_model_files(meta, arrays)
         hyper = dict(meta.get("hyperparameters") or {})
         known = set(cls.param_names())
         kwargs = {k: v for k, v in hyper.items() if k in known and k != "n_components"}

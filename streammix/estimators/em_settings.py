@@ -76,6 +76,7 @@ class EMEstimator(MixtureDensity):
         return scoring.score(data, self.params_, "label")
 
     def predict_proba(self, X: Any) -> Any:
-        """Responsibilities, shape ``(n_samples, n_components)``."""
+        """Responsibilities, shape ``(n_samples, n_components)``; float32 when the
+        model and the rows are float32, float64 otherwise."""
         data = self._data(X)
-        return scoring.score(data, self.params_, "proba")
+        return scoring.score(data, self.params_, "proba", dtype=self._output_dtype(data))

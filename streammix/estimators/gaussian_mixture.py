@@ -75,12 +75,14 @@ class GaussianMixture(EMEstimator):
         ``"kmeans"`` seeds k-means++ on a sample of rows and runs Lloyd passes
         over all chunks.
     weights_init, means_init, precisions_init : array-like, optional
-        Starting values; when ``means_init`` is given without
-        ``precisions_init``, starting covariances come from assigning each row
-        to its nearest given mean.
+        Starting values. They replace what ``init_params`` produced, as in
+        scikit-learn: given ``means_init`` alone, the starting weights and
+        covariances are still those of the ``init_params`` responsibilities.
     random_state : int, Generator, RandomState or None
     warm_start : bool, default=False
-        Continue from the fitted parameters (one run, no initialisation).
+        Continue from the fitted parameters (one run, no initialisation). The
+        first iteration's lower bound is compared with the previous fit's last
+        one, so repeated fits with a small ``max_iter`` report convergence.
     verbose : int, default=0
         ``1`` logs restarts and every ``verbose_interval`` iterations on the
         ``streammix`` logger, ``2`` adds the lower bound and timings.
@@ -106,12 +108,14 @@ class GaussianMixture(EMEstimator):
     means_ : ndarray of shape (n_components, n_features)
     covariances_, precisions_, precisions_cholesky_ : ndarray
         Shapes as scikit-learn: ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)``
-        diag, ``(K,)`` spherical.
+        diag, ``(K,)`` spherical. Every fitted array is float32 when ``X`` is
+        float32, float64 otherwise.
     converged_ : bool
     n_iter_ : int
+        Iterations of the last fit.
     lower_bound_ : float
     lower_bounds_ : list of float
-        The lower bound of every iteration of the kept run.
+        The lower bound of every iteration of the kept run in the last fit.
     n_features_in_ : int
 
     Examples
@@ -215,10 +219,14 @@ class GaussianMixture(EMEstimator):
         if self.persist:
             data = data.persist()
         start_iteration = 0
+        prior = self._prior_bounds()
         if resume is not None:
             frame, states, start_iteration = resume.frame, list(resume.states), resume.iteration
+            # a checkpoint of a continued fit starts with the previous fit's bound
+            if len(states) != 1 or states[0].lower_bounds[: len(prior)] != prior:
+                prior = ()
         else:
-            states, frame = self._starts(data)
+            states, frame = self._starts(data, prior)
         settings = EMSettings(
             self._family(),
             float(self.reg_covar),
@@ -231,7 +239,7 @@ class GaussianMixture(EMEstimator):
         states = run_em(
             data, states, frame, settings, on_iteration=hook, start_iteration=start_iteration
         )
-        self._adopt(states[best_run(states)], data.n_features)
+        self._adopt(states[best_run(states)], data.n_features, data.dtype, len(prior))
         return self
 
     def fit_predict(self, X: Any, y: Any = None) -> Any:
@@ -262,23 +270,38 @@ class GaussianMixture(EMEstimator):
         if "reg_covar" in model.get_params():
             kwargs.setdefault("reg_covar", model.get_params()["reg_covar"])
         kwargs.setdefault("warm_start", True)
-        return cls._from_params(params, (False, 0, [], float("nan")), **kwargs)
+        return cls._from_params(params, (False, 0, [], float("nan")), model.means_.dtype, **kwargs)
 
     @classmethod
-    def from_run(cls, run: RunState, **kwargs: Any) -> GaussianMixture:
+    def from_run(cls, run: RunState, *, dtype: Any = np.float64, **kwargs: Any) -> GaussianMixture:
         """The fitted mixture an EM run reached (parameters and history), e.g. the
-        candidate a model selection chose; ``kwargs`` are other constructor parameters."""
+        candidate a model selection chose; ``dtype`` is the dtype of the data it ran
+        on (that of the fitted attributes) and ``kwargs`` are other constructor
+        parameters."""
         params = run.params
         kwargs.setdefault("covariance_type", params.family.name)
         for name, value in params.family.structural_parameters().items():
             kwargs.setdefault(name, value)
         history = (run.converged, run.n_iter, list(run.lower_bounds), run.lower_bound)
-        return cls._from_params(params, history, **kwargs)
+        return cls._from_params(params, history, dtype, **kwargs)
 
-    def _starts(self, data: ChunkedData) -> tuple[list[RunState], Any]:
+    def _prior_bounds(self) -> tuple[float, ...]:
+        """What a continued fit's convergence test starts from: the previous fit's last
+        lower bound, as in scikit-learn (none for a fresh fit, or when the previous
+        fit ran no iteration)."""
+        if not self._continuing():
+            return ()
+        bound = float(getattr(self, "lower_bound_", float("nan")))
+        return (bound,) if np.isfinite(bound) else ()
+
+    def _starts(
+        self, data: ChunkedData, prior: tuple[float, ...] = ()
+    ) -> tuple[list[RunState], Any]:
         if self._continuing():
             params = self.params_
-            return [RunState(params)], params_frame(params, data.dtype)
+            # The run carries the previous bound so that its first iteration's change
+            # is measured from it; _adopt drops it from this fit's history.
+            return [RunState(params, prior)], params_frame(params, data.dtype)
         rng = as_generator(self.random_state)
         seeds = np.random.SeedSequence(draw_entropy(rng)).spawn(self.n_init)
         rngs = [np.random.default_rng(s) for s in seeds]
@@ -318,17 +341,20 @@ class GaussianMixture(EMEstimator):
 
         return hook
 
-    def _adopt(self, state: RunState, n_features: int) -> None:
-        """Take the parameters and history of a finished run as the fitted state."""
+    def _adopt(self, state: RunState, n_features: int, dtype: Any, n_prior: int = 0) -> None:
+        """Take the parameters and history of a finished run as the fitted state, the
+        attributes in the data's ``dtype``; the first ``n_prior`` lower bounds of the
+        run are the previous fit's."""
         if not state.converged and self.max_iter > 0:
+            # scikit-learn's wording first, so that warning filters written for it match
             warnings.warn(
-                "EM stopped after max_iter iterations without converging (the best run's "
-                f"lower bound still changed by {self.tol} or more). Increase max_iter or tol, "
-                "try other init parameters, or check the data for degeneracy.",
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data. "
+                f"(EM stopped after max_iter={self.max_iter} iterations; the best run's "
+                f"lower bound still changed by tol={self.tol} or more.)",
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        self._set_params(state.params, n_features)
-        self._set_history(
-            state.converged, state.n_iter, list(state.lower_bounds), state.lower_bound
-        )
+        bounds = list(state.lower_bounds[n_prior:])
+        self._set_params(state.params, n_features, dtype)
+        self._set_history(state.converged, len(bounds), bounds, bounds[-1] if bounds else -np.inf)

@@ -24,6 +24,7 @@ from ..errors import InvalidInputError, ModelFileError, SingularCovariance
 from ..io.inputs import DEFAULT_ARRAY, as_chunked
 from ..io.location import Location, as_location, is_location
 from ..io.modelfile import write_model_dir
+from ..io.modelmeta import check_model_files
 from .estimator import Estimator
 
 # A model directory holds the reference rows up to this many values (80 MB in float64);
@@ -270,6 +271,7 @@ class KernelDensity(Estimator):
     @classmethod
     def from_files(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> KernelDensity:
         """Rebuild a fitted estimator from its files' contents (see :meth:`to_files`)."""
+        check_model_files(meta, arrays)
         hyper = dict(meta.get("hyperparameters") or {})
         est = cls(bandwidth=hyper["bandwidth"]).check_params()
         n, d = int(meta["n_samples"]), int(meta["n_features"])

@@ -178,6 +178,11 @@ def select(
     for i, row in enumerate(table):
         row["best"] = i == best
     model = GaussianMixture.from_run(
-        states[best], reg_covar=reg_covar, tol=tol, max_iter=max_iter, on_degenerate=on_degenerate
+        states[best],
+        dtype=data.dtype,
+        reg_covar=reg_covar,
+        tol=tol,
+        max_iter=max_iter,
+        on_degenerate=on_degenerate,
     )
     return Selection(table, model, criterion)

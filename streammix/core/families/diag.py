@@ -135,6 +135,12 @@ class DiagCovariance(CovarianceFamily):
     ) -> np.ndarray:
         return s2[0] / s0[:, None] - means * means + reg
 
+    def recentered(
+        self, s0: np.ndarray, s1: np.ndarray, s2: tuple[np.ndarray, ...], shift: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        moved = s2[0] + 2.0 * shift * s1 + s0[:, None] * shift * shift
+        return s1 + s0[:, None] * shift, (moved,)
+
     def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
         return (np.diagonal(moments, axis1=1, axis2=2).copy(),)
 

@@ -288,6 +288,14 @@ class FullCovariance(CovarianceFamily):
         cov[:, idx, idx] += reg
         return cov
 
+    def recentered(
+        self, s0: np.ndarray, s1: np.ndarray, s2: tuple[np.ndarray, ...], shift: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        cross = s1[:, :, None] * shift[:, None, :]
+        outer = s0[:, None, None] * shift[:, :, None] * shift[:, None, :]
+        moved = s2[0] + cross + np.swapaxes(cross, 1, 2) + outer
+        return s1 + s0[:, None] * shift, (moved,)
+
     def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
         return (moments.copy(),)
 

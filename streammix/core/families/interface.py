@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -202,6 +202,23 @@ class CovarianceFamily(ABC):
         and ``means`` are ``s1 / s0`` in frame units."""
 
     @abstractmethod
+    def recentered(
+        self, s0: np.ndarray, s1: np.ndarray, s2: tuple[np.ndarray, ...], shift: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """``(s1, s2)`` taken about references moved by ``-shift``: statistics of
+        ``y - c_k`` become those of ``y - c'_k`` with ``shift[k] = c_k - c'_k`` (exact
+        algebra; no row is read again).
+
+        Parameters
+        ----------
+        s0 : ndarray of shape (n_components,)
+        s1 : ndarray of shape (n_components, n_features)
+        s2 : tuple of ndarray
+            In this family's layout.
+        shift : ndarray of shape (n_components, n_features)
+        """
+
+    @abstractmethod
     def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
         """``s2`` from per-component dense second moments ``(K, D, D)`` (e.g. expected
         moments with missing values)."""
@@ -230,12 +247,26 @@ class Prepared:
         The dtype the kernel computes in.
     const : ndarray of shape (n_components,), float64
         ``log w_k`` plus every term of ``log N(x | k)`` that does not depend on ``x``.
+    refs : ndarray of shape (n_components, n_features), float64, optional
+        Every component's reference point in frame units (its mean, rounded to the
+        data dtype): the E-step moves rows near component ``a`` to ``y - c_a`` and
+        takes every component's statistics about its own reference. ``None``: the
+        frame's origin for all.
+    source : MixtureParams, optional
+        The parameters these values were prepared from, to prepare them again
+        about each reference point.
+    abouts : dict
+        The same constants prepared about each reference point, by component, filled
+        on first use so that every chunk scored with these values shares them.
     """
 
     kernel: BlockKernel[Any]
     frame: Frame
     dtype: np.dtype
     const: np.ndarray
+    refs: np.ndarray | None = field(default=None, kw_only=True)
+    source: Any = field(default=None, kw_only=True)
+    abouts: dict[int, Prepared] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def family(self) -> CovarianceFamily:
@@ -299,6 +330,11 @@ class BlockKernel(ABC, Generic[PreparedT]):
         self, acc: np.ndarray, n_components: int, n_features: int
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """The accumulator as ``(s1, s2)`` in :class:`SufficientStats` layout."""
+
+    def context_columns(self, ctx: Any, columns: np.ndarray) -> Any:
+        """The part of :meth:`log_joint`'s intermediate result for some rows (the
+        columns of the block), for :meth:`add_block_sums` on those rows only."""
+        return ctx
 
 
 def frame_means(means: np.ndarray, frame: Frame) -> np.ndarray:

@@ -160,6 +160,9 @@ class LowRankKernel(BlockKernel[LowRankPrepared]):
         lp += prep.const.astype(lp.dtype)[:, None]
         return lp, U3
 
+    def context_columns(self, ctx: Any, columns: np.ndarray) -> Any:
+        return ctx[:, :, columns]
+
     def sums_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         r = self.family.rank
         # per component: [S_y (D) | S_yv (D r) | S_v (r) | S_vv (r r) | S_yy (D)]
@@ -370,6 +373,14 @@ class LowRankCovariance(CovarianceFamily):
         # At the fixed point the latent means are uncorrelated with the noise; with
         # the mean folded in, sum r y v^T also carries mu sum r v^T = 0.
         return (s_yv, s_v, s_vv, s_yy)
+
+    def recentered(
+        self, s0: np.ndarray, s1: np.ndarray, s2: tuple[np.ndarray, ...], shift: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        s_yv, s_v, s_vv, s_yy = s2
+        moved_yv = s_yv + shift[:, :, None] * s_v[:, None, :]
+        moved_yy = s_yy + 2.0 * shift * s1 + s0[:, None] * shift * shift
+        return s1 + s0[:, None] * shift, (moved_yv, s_v, s_vv, moved_yy)
 
     def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
         raise InvalidParameterError("missing='em' is not available for covariance_type='lowrank'.")

@@ -120,6 +120,12 @@ class SphericalCovariance(CovarianceFamily):
         d = means.shape[1]
         return (s2[0] / s0 - np.sum(means * means, axis=1)) / d + reg
 
+    def recentered(
+        self, s0: np.ndarray, s1: np.ndarray, s2: tuple[np.ndarray, ...], shift: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        moved = s2[0] + 2.0 * np.sum(shift * s1, axis=1) + s0 * np.sum(shift * shift, axis=1)
+        return s1 + s0[:, None] * shift, (moved,)
+
     def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
         return (np.trace(moments, axis1=1, axis2=2),)
 

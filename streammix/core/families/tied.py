@@ -167,6 +167,15 @@ class TiedCovariance(CovarianceFamily):
         cov[np.diag_indices_from(cov)] += reg
         return cov
 
+    def recentered(
+        self, s0: np.ndarray, s1: np.ndarray, s2: tuple[np.ndarray, ...], shift: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        # s2 sums every component's scatter about its own reference (the
+        # responsibilities of a row add up to one).
+        cross = s1.T @ shift
+        moved = s2[0] + cross + cross.T + (s0[:, None] * shift).T @ shift
+        return s1 + s0[:, None] * shift, (moved,)
+
     def s2_from_dense(self, moments: np.ndarray) -> tuple[np.ndarray, ...]:
         return (moments.sum(axis=0),)
 
