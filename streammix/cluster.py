@@ -8,6 +8,12 @@ The embedded cluster listens on 127.0.0.1 only, its HTTP endpoints (the
 dashboard, when bokeh is installed) on a random loopback port, announced with
 ``dashboard=True``: anyone who can reach a Dask scheduler can run code on its
 workers.
+
+A terminal's Ctrl-C reaches every process of the foreground job, the embedded
+cluster's worker processes too, and each would print its own traceback. Its
+workers therefore ignore ``SIGINT`` (:func:`dask_setup`, run as a preload in
+each worker process, restarted ones included): the driver handles the
+interrupt and shuts the cluster down.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +78,14 @@ class ClusterOptions:
         )
 
 
+def dask_setup(worker: Any) -> None:
+    """Preload of the embedded cluster's worker processes (distributed calls it when a
+    worker starts): ignore ``SIGINT``, which a terminal sends to the whole process
+    group on Ctrl-C; the driver stops the work and shuts the cluster down."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _local_cluster(options: ClusterOptions) -> Any:
     from distributed import LocalCluster
 
@@ -91,6 +107,7 @@ def _local_cluster(options: ClusterOptions) -> Any:
         # Task failures reach the client as exceptions (one line from the CLI); the
         # workers' own logs of them would only repeat them as tracebacks.
         silence_logs=logging.CRITICAL,
+        preload=[__name__],  # dask_setup: workers leave Ctrl-C to the driver
     )
 
 

@@ -27,7 +27,11 @@ file is checked before anything runs, with the same rules as the command line:
 unknown jobs or keys (with the nearest valid name), missing or mistyped values,
 values out of bounds, options that do not go together, are reported with the
 step they are in. A step runs through the same code as its command.
-``${NAME}`` in a string is replaced by the environment variable ``NAME``.
+``${NAME}`` in a string is replaced by the environment variable ``NAME``; a
+variable that is unset or empty is an error (an empty one would turn
+``"${OUT}/scores.zarr"`` into ``/scores.zarr``, at the filesystem root).
+Every destination is checked before a step runs: a filesystem root or a bare
+bucket is never written.
 Locations are local paths or URLs (``s3://...``); a relative path is relative
 to the pipeline file (a URL when the file itself was read from one).
 
@@ -101,7 +105,12 @@ def _expand(value: str, where: str) -> str:
         name = m.group(1)
         if name not in os.environ:
             raise PipelineError(f"{where}: environment variable ${{{name}}} is not set.")
-        return os.environ[name]
+        value = os.environ[name]
+        if not value.strip():
+            raise PipelineError(
+                f"{where}: environment variable ${{{name}}} is empty; set it to a value."
+            )
+        return value
 
     return _ENV.sub(repl, value)
 

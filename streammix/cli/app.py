@@ -6,10 +6,18 @@ Layer: edges (CLI). Exit codes:
 0     success
 1     runtime error (cluster unreachable, output conflict, ...)
 2     usage error (unknown option, value out of range)
-3     invalid input data (unreadable, wrong shape, NaN, damaged model)
+3     invalid input data (unreadable, wrong shape, NaN, damaged model,
+      a destination that cannot be written)
+130   interrupted (Ctrl-C, ``SIGINT``)
+143   terminated (``SIGTERM``, what Kubernetes and schedulers send)
 ====  =========================================================
 
 Every error is printed as one line on stderr; ``--debug`` adds the traceback.
+An interrupted or terminated job stops as a killed one would, with one line:
+what it wrote stays (outputs, checkpoints), and running it again finishes it.
+``SIGTERM`` is turned into the same clean stop as Ctrl-C (the embedded
+cluster is shut down rather than orphaned); the embedded cluster's workers
+ignore the terminal's Ctrl-C, which only their driver handles.
 Options come, in increasing priority, from a ``--config`` TOML file (a table
 per command plus ``[cluster]`` and ``[storage]`` for every command; see
 :mod:`streammix.cli.config`), ``STREAMMIX_*`` environment variables
@@ -20,8 +28,12 @@ made from the job declarations (:mod:`streammix.cli.commands`).
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
+import threading
 import traceback
+from types import FrameType
 from typing import Any
 
 import click
@@ -42,20 +54,65 @@ from .config import load_config
 from .help import format_sectioned_commands
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """``SIGTERM`` in the main thread: a ``KeyboardInterrupt``, so that every clean-up
+    that runs on Ctrl-C (tasks cancelled, cluster shut down) runs on it too."""
+
+
+class Stopped(BaseException):
+    """A job stopped by a signal, past click (which would turn it into ``Abort``)."""
+
+    def __init__(self, cause: KeyboardInterrupt) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Stop the job: the clean-up (tasks cancelled, the embedded cluster shut down) runs
+    as the exception unwinds, and what it logs (cancelled tasks, closing workers) is
+    expected, so logging ends here; the one line comes from :func:`_stopped`."""
+    logging.disable(logging.CRITICAL)
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt()
 
 
 class StreammixGroup(click.Group):
     """A group that turns every error into one line and a documented exit code."""
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as err:
+            raise Stopped(err) from None
+
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         prog = kwargs.get("prog_name") or "streammix"
         debug = "--debug" in sys.argv
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {signum: signal.signal(signum, _on_signal) for signum in signals}
+        try:
+            return self._main(prog, debug, *args, **kwargs)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _main(self, prog: str, debug: bool, *args: Any, **kwargs: Any) -> Any:
         try:
             result = super().main(*args, **kwargs)
+        except Stopped as err:
+            _stopped(prog, err.cause)
         except click.exceptions.Exit as err:
             return err.exit_code
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as err:
+            if isinstance(err.__cause__, KeyboardInterrupt):
+                _stopped(prog, err.__cause__)
             _fail(prog, "aborted", EXIT_RUNTIME)
         except click.UsageError as err:
             where = f"{prog} {err.ctx.command.name}" if err.ctx and err.ctx.parent else prog
@@ -68,8 +125,8 @@ class StreammixGroup(click.Group):
             _fail(prog, str(err), EXIT_INPUT, debug)
         except (StreammixError, ClusterError) as err:
             _fail(prog, str(err), EXIT_RUNTIME, debug)
-        except KeyboardInterrupt:
-            _fail(prog, "interrupted", 130)
+        except KeyboardInterrupt as err:
+            _stopped(prog, err)
         except Exception as err:
             _fail(prog, f"{type(err).__name__}: {err}", EXIT_RUNTIME, debug)
         return result if isinstance(result, int) else EXIT_OK
@@ -84,6 +141,15 @@ class StreammixGroup(click.Group):
         listed = {name for _, names in sections for name in names}
         others = [name for name in self.commands if name not in listed]
         format_sectioned_commands(self, ctx, formatter, [*sections, ("other", others)])
+
+
+def _stopped(prog: str, cause: KeyboardInterrupt) -> None:
+    """One line and 130 (Ctrl-C) or 143 (``SIGTERM``)."""
+    if isinstance(cause, Terminated):
+        _fail(prog, "terminated (SIGTERM); running the job again finishes it", EXIT_TERMINATED)
+    if sys.stderr.isatty():
+        click.echo(err=True)  # ends the line the terminal's "^C" is on
+    _fail(prog, "interrupted; running the job again finishes it", EXIT_INTERRUPTED)
 
 
 def _fail(prog: str, message: str, code: int, debug: bool = False) -> None:

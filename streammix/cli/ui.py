@@ -10,10 +10,11 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 import click
+import numpy as np
 
 from ..io.location import redact
 
@@ -27,6 +28,31 @@ def _one_line(record: logging.LogRecord) -> str:
         first = message.strip().splitlines()[0]
         message = first.split(": ", 1)[1] if ": " in first else first
     return redact(" ".join(line.strip() for line in message.splitlines()))
+
+
+def plain(value: Any) -> Any:
+    """``value`` as strict JSON values: mappings, lists, strings, booleans, ``None`` and
+    finite numbers; NaN and infinity become ``None`` (JSON has neither), numpy values
+    their Python equivalents, anything else its text."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def to_json(value: Any, **kwargs: Any) -> str:
+    """Strict JSON text of ``value`` (see :func:`plain`); a non-finite number that got
+    past :func:`plain` fails loudly rather than print ``NaN``."""
+    return json.dumps(plain(value), allow_nan=False, **kwargs)
 
 
 class TextFormatter(logging.Formatter):
@@ -44,7 +70,7 @@ class JsonFormatter(logging.Formatter):
             "message": _one_line(record),
         }
         doc.update(getattr(record, "fields", {}) or {})
-        return json.dumps(doc, default=str)
+        return to_json(doc)
 
 
 def setup_logging(log_format: str, quiet: bool, verbose: int) -> None:
@@ -138,9 +164,10 @@ def step_reporter(as_json: bool) -> Callable[[str, dict[str, Any]], None]:
 
 
 def emit_summary(summary: dict[str, Any], as_json: bool) -> None:
-    """The job's result on stdout: one JSON document, or ``key: value`` lines."""
+    """The job's result on stdout: one strict JSON document (non-finite numbers as
+    ``null``), or ``key: value`` lines."""
     if as_json:
-        click.echo(json.dumps(summary, indent=None, sort_keys=True, default=str))
+        click.echo(to_json(summary, sort_keys=True))
         return
     for key, value in summary.items():
         if isinstance(value, float):

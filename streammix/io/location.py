@@ -309,6 +309,14 @@ class Location:
         """Local: symbolic links resolved (a model published by an older streammix)."""
         return Location(os.path.realpath(self.url), self.storage_options) if self.is_local else self
 
+    def resolves_within(self, directory: Location) -> bool:
+        """Whether this location, its symbolic links followed, is inside ``directory``
+        (its links followed too). Object stores have no links: always true there."""
+        if not self.is_local:
+            return True
+        inner, outer = os.path.realpath(self.url), os.path.realpath(directory.url)
+        return os.path.commonpath([inner, outer]) == outer and inner != outer
+
     def read_bytes(self) -> bytes:
         with self.errors():
             return bytes(self.fs.cat_file(self.path))

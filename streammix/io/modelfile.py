@@ -11,14 +11,25 @@ Layout of a model directory (a local directory or a prefix of an object store)::
     means.1f0c...npy, weights.9a4e...npy, ...
 
 Arrays are written and read with ``allow_pickle=False``; every file's SHA-256
-is recorded, and files are named after their checksum. A model is written
+is recorded, and files are named after their checksum. The manifest records
+the SHA-256 of its own other fields too (``metadata_sha256``, of their
+canonical JSON: sorted keys, no spaces), so a threshold, a history or a shape
+edited or damaged in ``model.json`` is refused on read like an altered array;
+``NaN`` and ``Infinity``, which strict JSON does not have, are refused on
+their own. What the fields may hold is checked by :mod:`streammix.io.modelmeta`
+when a model is loaded. A manifest written before ``metadata_sha256`` existed
+is still read (every model saved by an earlier release has none), its fields
+checked all the same; the checksum guards against accidents and hand edits,
+not against someone who rewrites it. A model is written
 file by file and its manifest, ``model.json``, last, in one write: a model is
 loadable only once its manifest exists, and rewriting a model in place (a
 checkpoint after every iteration) never touches the files the previous
 manifest names until the new manifest has replaced it. A reader that finds a
 file missing or altered reads the manifest again once, so it sees the old
 model or the new one, never half of one. Neither renames nor symbolic links
-are needed, so the same code serves local disks and object stores.
+are needed, so the same code serves local disks and object stores; a file of
+a local model directory that is a symbolic link leading outside the directory
+is refused (a model is what its directory holds).
 
 Publishing (:func:`publish`) copies a model into a versions directory and
 switches a small *pointer* object (``{"streammix_pointer": 1, "version": ...}``)
@@ -44,6 +55,7 @@ from .location import Location, as_location
 
 SCHEMA_VERSION = 1
 META_FILE = "model.json"
+CHECKSUM_KEY = "metadata_sha256"
 POINTER_KEY = "streammix_pointer"
 POINTER_VERSION = 1
 _READ_ATTEMPTS = 3
@@ -73,15 +85,20 @@ def _npy_bytes(name: str, arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def _manifest(loc: Location) -> dict[str, Any] | None:
     """The parsed manifest of a model directory, or ``None`` when there is none."""
     meta_loc = loc.child(META_FILE)
+    _check_inside(loc, meta_loc)
     try:
         raw = meta_loc.read_bytes()
     except InvalidInputError:
         return None
     try:
-        meta = json.loads(raw)
+        meta = json.loads(raw, parse_constant=_not_json)
     except ValueError as err:
         raise ModelFileError(
             f"The model at '{loc}' is damaged: {META_FILE} is unreadable ({err})."
@@ -91,9 +108,44 @@ def _manifest(loc: Location) -> dict[str, Any] | None:
     return meta
 
 
-def _check_destination(dest: Location) -> dict[str, Any] | None:
-    """Refuse to write over anything that is not a streammix model; return the
-    manifest already there (if any)."""
+def _canonical(doc: Mapping[str, Any]) -> bytes:
+    """The bytes the metadata checksum is taken of: every field but the checksum."""
+    fields = {k: v for k, v in doc.items() if k != CHECKSUM_KEY}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return text.encode()
+
+
+def _check_metadata(src: Location, meta: Mapping[str, Any]) -> None:
+    """Refuse a manifest whose fields do not match its metadata checksum."""
+    recorded = meta.get(CHECKSUM_KEY)
+    if recorded is None:
+        return  # written before metadata checksums existed; fields are checked on load
+    if not isinstance(recorded, str) or hashlib.sha256(_canonical(meta)).hexdigest() != recorded:
+        raise ModelFileError(
+            f"The model at '{src}' is damaged: {META_FILE} does not match its checksum "
+            f"({CHECKSUM_KEY}); it was edited or corrupted. Save or fit the model again."
+        )
+
+
+def _check_inside(directory: Location, file: Location) -> None:
+    if not file.resolves_within(directory):
+        raise ModelFileError(
+            f"The model at '{directory}' is damaged: {file.name} is a symbolic link to a file "
+            "outside the model directory; a model's files must be inside it."
+        )
+
+
+def check_destination(path: Where) -> dict[str, Any] | None:
+    """Refuse, before any work, to write a model over anything that is not a
+    streammix model (a file, a pointer, a directory of other files, a root);
+    return the manifest already there (if any).
+
+    Raises
+    ------
+    ModelFileError, InvalidInputError, InvalidParameterError
+        The destination cannot hold a model.
+    """
+    dest = as_location(path)
     dest.check_writable()
     if dest.isfile():
         raise ModelFileError(
@@ -115,7 +167,7 @@ def write_model_dir(path: Where, meta: Mapping[str, Any], arrays: Mapping[str, n
     """Write a model directory: array files first, the manifest last (replacing a model
     already there without ever exposing half of it). Returns the location's text."""
     dest = as_location(path)
-    old = _check_destination(dest)
+    old = check_destination(dest)
     dest.makedirs()
     table = {}
     for name, arr in arrays.items():
@@ -131,9 +183,10 @@ def write_model_dir(path: Where, meta: Mapping[str, Any], arrays: Mapping[str, n
             "dtype": np.asarray(arr).dtype.str,
             "sha256": digest,
         }
-    doc = dict(_jsonable(dict(meta)))
+    doc = {k: v for k, v in _jsonable(dict(meta)).items() if k != CHECKSUM_KEY}
     doc["schema_version"] = SCHEMA_VERSION
     doc["arrays"] = table
+    doc[CHECKSUM_KEY] = hashlib.sha256(_canonical(doc)).hexdigest()
     text = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
     dest.child(META_FILE).write_bytes(text.encode())
     keep = {META_FILE} | {e["file"] for e in table.values()}
@@ -157,7 +210,7 @@ def copy_model_dir(src: Where, dest: Where) -> Location:
     """Copy a model directory file by file, the manifest last; returns the copy."""
     source, target = as_location(src), as_location(dest)
     meta, arrays = read_model_dir(source)
-    meta = {k: v for k, v in meta.items() if k not in ("arrays", "schema_version")}
+    meta = {k: v for k, v in meta.items() if k not in ("arrays", "schema_version", CHECKSUM_KEY)}
     write_model_dir(target, meta, arrays)
     return target
 
@@ -201,8 +254,10 @@ def read_model_dir(path: Where) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     Raises
     ------
     ModelFileError
-        Missing directory or metadata, invalid JSON, unknown schema version,
-        missing, truncated or altered array files, pickled arrays.
+        Missing directory or metadata, invalid JSON (``NaN`` included), unknown
+        schema version, metadata that do not match their checksum, missing,
+        truncated or altered array files, pickled arrays, files linked from
+        outside the directory.
     """
     src = resolve_model(path)
     for attempt in range(_READ_ATTEMPTS):
@@ -228,6 +283,7 @@ def _read_arrays(src: Location, meta: dict[str, Any]) -> dict[str, np.ndarray]:
             f"The model at '{src}' has schema version {version!r}; this streammix reads "
             f"version {SCHEMA_VERSION}. Refit the model or use a matching streammix release."
         )
+    _check_metadata(src, meta)
     table = meta.get("arrays")
     if not isinstance(table, dict):
         raise ModelFileError(f"The model at '{src}' is damaged: no array table in {META_FILE}.")
@@ -242,6 +298,7 @@ def _read_arrays(src: Location, meta: dict[str, Any]) -> dict[str, np.ndarray]:
             ) from err
         if "/" in fname or "\\" in fname or fname in ("", ".", ".."):
             raise ModelFileError(f"The model at '{src}' is damaged: bad file name {fname!r}.")
+        _check_inside(src, src.child(fname))
         try:
             raw = src.child(fname).read_bytes()
         except (InvalidInputError, IsADirectoryError):
@@ -318,8 +375,10 @@ def publish(
     old model or the new one.
     """
     src, tgt = as_location(model), as_location(target)
-    read_model_dir(src)  # refuse to publish a missing or damaged model
     store = as_location(versions, tgt.storage_options) if versions else tgt.sibling("versions")
+    for where in (tgt, store):
+        where.check_writable()  # never a root or a bare bucket, never below a file
+    read_model_dir(src)  # refuse to publish a missing or damaged model
     name = version or dt.datetime.now(dt.timezone.utc).strftime("v%Y%m%dT%H%M%S%fZ")
     dest = store.child(name)
     if dest.exists():

@@ -25,12 +25,24 @@ The contract:
 * When the input has grown (rows appended), an incremental run resizes the
   arrays and writes the new chunks (and the previously last chunk when it was
   partial): it ends equal to a full run over the grown input.
+* The group's metadata, with the job record, is created in one write: nobody
+  sees the group without knowing whose it is.
+* One run writes an output at a time (:func:`writing` holds the output's
+  lease, :mod:`streammix.io.lease`): a second run started meanwhile waits for
+  the first, then finishes what is missing (usually nothing).
+* A run that stops half way keeps what it wrote, whatever stopped it (Ctrl-C,
+  ``SIGTERM``, ``SIGKILL``, a lost worker or store): running it again finishes
+  the output, with the bytes of an uninterrupted run. The one exception is an
+  output this run created for an input that turns out to be unusable (NaN
+  rows with ``on_invalid="error"``, a wrong shape): nothing is left that looks
+  like a result, since running again would fail the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +51,8 @@ import numpy as np
 import zarr
 
 from ..engine.data import ChunkedData
-from ..errors import InvalidInputError, OutputConflictError, StreammixError
+from ..errors import InvalidInputError, InvalidParameterError, OutputConflictError, StreammixError
+from .lease import holding
 from .location import Location, as_location
 
 Progress = Callable[[int, int], None]
@@ -152,48 +165,39 @@ class RowOutput:
                 out.set_attrs(input_parts=[list(p) for p in parts])
             return out, True
         for spec in specs:
-            if spec.name not in group:
-                out._create_array(group, spec)
+            out._create_array(group, spec)
         return out, False
 
     def _open_existing(self) -> zarr.Group | None:
-        if not self.path.exists():
+        if not check_destination(self.path):
             return None
-        try:
-            group = open_output(self.path, "r+")
-        except Exception as err:
-            raise OutputConflictError(
-                f"'{self.path}' exists and is not a streammix output ({err}); choose another "
-                "output path or remove it."
-            ) from None
-        if "job" not in group.attrs:
-            raise OutputConflictError(
-                f"'{self.path}' exists and is not a streammix output; choose another path."
-            )
-        return group
+        return open_output(self.path, "r+")
 
     def _create(self, job: dict[str, Any]) -> None:
         if self.path.exists():
             self.path.remove()
-        group = open_output(self.path, "w")
+        # The group and its job record in one write (never a group of nobody's).
+        attrs = {"job": job, "n_rows": self.n_rows, "chunk_rows": self.chunk_rows}
+        group = open_output(self.path, "w", attributes={**attrs, "complete": False})
         for spec in self.specs.values():
             self._create_array(group, spec)
-        group.attrs.update(
-            {"job": job, "n_rows": self.n_rows, "chunk_rows": self.chunk_rows, "complete": False}
-        )
 
     def _create_array(self, group: zarr.Group, spec: ArraySpec) -> None:
-        group.create_array(
-            spec.name,
-            shape=(self.n_rows, *spec.tail),
-            chunks=(self.chunk_rows, *spec.tail),
-            dtype=spec.dtype,
-            fill_value=spec.fill_value,
-        )
+        """Create ``spec``'s array and its progress array, each unless it exists (a run
+        killed between the two left one)."""
+        if spec.name not in group:
+            group.create_array(
+                spec.name,
+                shape=(self.n_rows, *spec.tail),
+                chunks=(self.chunk_rows, *spec.tail),
+                dtype=spec.dtype,
+                fill_value=spec.fill_value,
+            )
         n_chunks = len(_rows_in_chunks(self.n_rows, self.chunk_rows))
-        group.create_array(
-            f"_done/{spec.name}", shape=(n_chunks,), chunks=(1,), dtype="int64", fill_value=0
-        )
+        if f"_done/{spec.name}" not in group:
+            group.create_array(
+                f"_done/{spec.name}", shape=(n_chunks,), chunks=(1,), dtype="int64", fill_value=0
+            )
 
     def _check_appended(self, group: zarr.Group, parts: Sequence[tuple[str, int]]) -> None:
         recorded: Any = group.attrs.get("input_parts") or []
@@ -306,24 +310,108 @@ def member(group: zarr.Group, name: str) -> zarr.Array:
     return arr
 
 
-def open_output(location: Location, mode: str = "r") -> zarr.Group:
-    """The output group at ``location`` (``"w"`` creates it, replacing what is there)."""
+def open_output(
+    location: Location, mode: str = "r", attributes: Mapping[str, Any] | None = None
+) -> zarr.Group:
+    """The output group at ``location`` (``"w"`` creates it with ``attributes``, in one
+    write, replacing what is there)."""
     with location.errors("open" if mode == "r" else "write"):
         store = location.zarr_store(read_only=mode == "r")
-        return zarr.open_group(store=store, mode=mode)  # type: ignore[arg-type]
+        return zarr.open_group(
+            store=store,
+            mode=mode,  # type: ignore[arg-type]
+            attributes=dict(attributes) if attributes is not None else None,
+        )
 
 
-def run_output(out: RowOutput, created: bool, work: Callable[[], int]) -> int:
-    """Run ``work`` (which writes chunks and returns how many), then mark ``out``
-    complete; on failure remove an output this run created."""
+def check_destination(path: str | os.PathLike[str] | Location) -> bool:
+    """Refuse, before any work, a location that cannot hold an output: a filesystem
+    root or bare bucket, a local path under a file, a file, or anything but a
+    streammix output. Returns whether an output is there already.
+
+    Raises
+    ------
+    InvalidInputError
+        The location holds something else than a streammix output.
+    InvalidParameterError
+        A filesystem root or a bare bucket.
+    """
+    location = as_location(path)
+    location.check_writable()
+    if not location.exists():
+        return False
+    if location.isfile():
+        raise InvalidInputError(
+            f"'{location}' is a file, not a streammix output (a Zarr group); choose another "
+            "output path or remove it."
+        )
+    if not location.listdir():
+        return False  # an empty directory (made by hand, or by a run killed at once)
     try:
-        written = work()
-        out.finish()
-    except BaseException:
-        if created:
-            out.remove()
-        raise
-    return written
+        attrs = open_output(location, "r").attrs.asdict()
+    except Exception as err:
+        raise InvalidInputError(
+            f"'{location}' exists and is not a streammix output ({err}); choose another "
+            "output path or remove it."
+        ) from None
+    if "job" not in attrs:
+        raise InvalidInputError(
+            f"'{location}' exists and is not a streammix output; choose another path."
+        )
+    return True
+
+
+@contextlib.contextmanager
+def writing(
+    path: str | os.PathLike[str] | Location,
+    specs: Sequence[ArraySpec],
+    job: Mapping[str, Any],
+    n_rows: int,
+    chunk_rows: int,
+    *,
+    incremental: bool = False,
+    overwrite: bool = False,
+    parts: Sequence[tuple[str, int]] = (),
+) -> Iterator[tuple[RowOutput, bool]]:
+    """Write an output: hold its lease, create it or open it for another run of the
+    same job (:meth:`RowOutput.prepare`), let the block write the chunks still
+    missing, then mark it complete. Yields the output and whether this run created it.
+
+    A failure keeps what was written (the next run finishes it), except that an
+    output created by this run is removed when the input or the options are at
+    fault (:class:`InvalidInputError`, :class:`InvalidParameterError`).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "o.zarr")
+    >>> with writing(out, [ArraySpec("x", "float64")], {"kind": "demo"}, 10, 5) as (o, new):
+    ...     arrays = o.arrays()
+    ...     for chunk in o.todo("x"):
+    ...         arrays.write("x", chunk, 5 * chunk, np.zeros(5))
+    >>> new, is_complete(out)
+    (True, True)
+    """
+    location = as_location(path)
+    location.check_writable()
+    with holding(location):
+        out, created = RowOutput.prepare(
+            location,
+            specs,
+            job,
+            n_rows,
+            chunk_rows,
+            incremental=incremental,
+            overwrite=overwrite,
+            parts=parts,
+        )
+        try:
+            yield out, created
+            out.finish()
+        except (InvalidInputError, InvalidParameterError):
+            if created:
+                out.remove()
+            raise
 
 
 def write_lazy(out: RowOutput, name: str, lazy: Any, progress: Progress | None) -> int:

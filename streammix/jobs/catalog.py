@@ -11,6 +11,7 @@ option declares. The fit job's estimator options are in
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -19,11 +20,13 @@ from .. import datasets
 from ..cluster import ClusterOptions
 from ..core.families import COVARIANCE_TYPES
 from ..core.kde_math import BANDWIDTH_RULES
-from ..errors import InvalidParameterError
+from ..errors import InvalidInputError, InvalidParameterError
 from ..estimators import load
 from ..estimators.selection import CRITERIA, parse_component_counts
-from ..io.location import as_location
+from ..io.location import StorageOptions, as_location
+from ..io.modelfile import check_destination as check_model_destination
 from ..io.modelfile import publish
+from ..io.outputs import check_destination as check_output
 from ..plotting import plot_model
 from . import fit_job, impute_job, info_job, kde_job, sample_job, score_jobs, select_job
 from .declaration import Job, Option, OptionError, Runtime, inherit_defaults, invoke
@@ -88,7 +91,32 @@ INCREMENTAL = Option(
     "Score only rows appended to DATA since OUTPUT was written.",
     group="Outputs",
 )
-SEED = Option("seed", INTEGER, "Seed of the random draws.", group="Outputs")
+SEED = Option("seed", INTEGER, "Seed of the random draws.", bounds=at_least(0), group="Outputs")
+
+LOCAL_CLUSTER_SIZE = Bounds(1, 1024)
+"""Worker processes, or threads per worker, of the embedded cluster: beyond this it is a
+cluster to start on its own (see deploy/) and reach with --scheduler-address."""
+
+
+def _memory_limit(text: str) -> str:
+    """A memory limit as distributed reads it: ``auto``, a share of the RAM in (0, 1],
+    a number of bytes (with a unit: ``4GiB``), or 0 for none."""
+    from dask.utils import parse_bytes
+
+    if text == "auto":
+        return text
+    try:
+        number: float | None = float(text)
+    except ValueError:
+        number = None
+    try:
+        ok = math.isfinite(number) and number >= 0 if number is not None else parse_bytes(text) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise BadValue(text, "auto, a share of the RAM in (0, 1], a size such as 4GiB, or 0")
+    return text
+
 
 STORAGE_OPTIONS = Option(
     "storage_options",
@@ -122,21 +150,23 @@ CLUSTER_OPTIONS: tuple[Option, ...] = inherit_defaults(
             "n_workers",
             INTEGER,
             "Local cluster: worker processes (default: one per core).",
-            bounds=at_least(1),
+            bounds=LOCAL_CLUSTER_SIZE,
             group="Cluster",
         ),
         Option(
             "threads_per_worker",
             INTEGER,
             "Local cluster: threads per worker (default: 1).",
-            bounds=at_least(1),
+            bounds=LOCAL_CLUSTER_SIZE,
             group="Cluster",
         ),
         Option(
             "memory_limit",
             TEXT,
-            "Local cluster: memory per worker, e.g. 4GiB (default: RAM / workers).",
+            "Local cluster: memory per worker, e.g. 4GiB, or a share of the RAM such as "
+            "0.25; 0 for no limit (default: RAM / workers).",
             metavar="BYTES",
+            parse=_memory_limit,
             group="Cluster",
         ),
         Option(
@@ -165,8 +195,8 @@ def _bandwidth(value: str | float) -> str | float:
         number = float(value)
     except ValueError:
         number = float("nan")
-    if not number > 0:
-        raise BadValue(value, f"{', '.join(BANDWIDTH_RULES)} or a positive number")
+    if not (number > 0 and math.isfinite(number)):
+        raise BadValue(value, f"{', '.join(BANDWIDTH_RULES)} or a positive finite number")
     return number
 
 
@@ -175,6 +205,26 @@ def _component_counts(text: str) -> list[int]:
         return parse_component_counts(text)
     except InvalidParameterError:
         raise BadValue(text, "component counts like 1-8 or 2,4,8") from None
+
+
+# --------------------------------------------- destinations, before any work
+def _output_destination(output: str, storage_options: StorageOptions | None = None) -> None:
+    """Preflight of a job writing a row-aligned output: refuse a location that cannot
+    hold it before the cluster starts or any data is read."""
+    check_output(as_location(output, storage_options))
+
+
+def _model_destination(model_dir: str, storage_options: StorageOptions | None = None) -> None:
+    """Preflight of a job writing a model directory."""
+    check_model_destination(as_location(model_dir, storage_options))
+
+
+def _dataset_destination(path: str, storage_options: StorageOptions | None = None) -> None:
+    """Preflight of ``generate``: a writable location that is not a file."""
+    loc = as_location(path, storage_options)
+    loc.check_writable()
+    if loc.exists() and loc.isfile():
+        raise InvalidInputError(f"'{loc}' is a file; name a Zarr group to write.")
 
 
 # ----------------------------------------------------------------- runners
@@ -205,7 +255,7 @@ def _run_flag(job: Job, o: Mapping[str, Any], rt: Runtime) -> dict[str, Any]:
     if model is None:
         out = as_location(o["output"], o["storage_options"])
         model = str(out.sibling(f"{out.name}.detector"))
-        invoke(fit_job.preflight, job, o, n_components=1, destinations=(o["output"], model))
+        invoke(fit_job.preflight, job, o, n_components=1, destinations=(model,), outputs=(out,))
         detector = fit_job.make_estimator(
             "detector", random_state=o["random_state"], contamination=contamination
         )
@@ -223,8 +273,11 @@ def _run_flag(job: Job, o: Mapping[str, Any], rt: Runtime) -> dict[str, Any]:
 
 def _run_plot(job: Job, o: Mapping[str, Any], rt: Runtime) -> dict[str, Any]:
     storage = o["storage_options"]
-    model = load(as_location(o["model"], storage))
     image = as_location(o["output"], storage)
+    image.check_writable()
+    if image.exists() and image.isdir():
+        raise InvalidInputError(f"'{image}' is a directory; name the image file to write.")
+    model = load(as_location(o["model"], storage))
     if o["data"] is None:
         return {"plot": plot_model(model, image)}
     with rt.on_cluster():
@@ -284,8 +337,9 @@ SCORE = Job(
     summary="Write every row's log-likelihood and component to OUTPUT.",
     description=(
         "OUTPUT is a Zarr group row-aligned with DATA: log_likelihood (float64) and "
-        "component (int32). Re-running finishes what a killed run left and changes "
-        "nothing after a complete one; 'complete' is set in its attributes last."
+        "component (int32). Re-running finishes what a killed or interrupted run left "
+        "and changes nothing after a complete one; 'complete' is set in its attributes "
+        "last. A run started while another writes OUTPUT waits for it."
     ),
     examples=(
         "streammix score events.zarr --model models/current --output scores.zarr --incremental",
@@ -315,6 +369,7 @@ FLAG = Job(
             INTEGER,
             "Seed of the detector fitted when no --model is given.",
             default=0,
+            bounds=at_least(0),
             aliases=("seed",),
             group="Model",
         ),
@@ -398,7 +453,13 @@ SELECT = Job(
             group="Candidates",
         ),
         Option("criterion", TEXT, "How the best is chosen.", choices=CRITERIA, group="Candidates"),
-        Option("seed", INTEGER, "Seed of every candidate's initialisation.", group="EM"),
+        Option(
+            "seed",
+            INTEGER,
+            "Seed of every candidate's initialisation.",
+            bounds=at_least(0),
+            group="EM",
+        ),
         Option("max_iter", INTEGER, "EM iterations at most.", bounds=at_least(1), group="EM"),
         Option(
             "tol",
@@ -415,6 +476,7 @@ SELECT = Job(
         "    --covariance-types full,diag --criterion bic",
     ),
     section="jobs",
+    preflight=_model_destination,
 )
 
 MODEL_ARGUMENT = Option(
@@ -546,6 +608,7 @@ GENERATE = Job(
         "    --n-components 5 --outlier-fraction 0.01 --chunk-rows 50000",
     ),
     section="data",
+    preflight=_dataset_destination,
 )
 
 SAMPLE = Job(
@@ -569,6 +632,7 @@ SAMPLE = Job(
         "    --chunk-rows 250000 --seed 7",
     ),
     section="data",
+    preflight=_output_destination,
 )
 
 IMPUTE = Job(
@@ -597,6 +661,7 @@ IMPUTE = Job(
     ),
     examples=("streammix impute sensors.zarr --model models/current --output filled.zarr",),
     section="data",
+    preflight=_output_destination,
 )
 
 KDE = Job(
@@ -626,6 +691,7 @@ KDE = Job(
         "streammix kde sample.zarr --output density.zarr --bandwidth silverman --query new.zarr",
     ),
     section="density",
+    preflight=_output_destination,
 )
 
 JOBS: dict[str, Job] = {

@@ -27,8 +27,10 @@ from ..errors import InvalidInputError, InvalidParameterError
 from ..estimators import GaussianMixture, OnlineGaussianMixture, OutlierDetector, load
 from ..estimators.density import MixtureDensity
 from ..io.checkpoints import read_checkpoint, write_checkpoint
-from ..io.inputs import as_chunked
+from ..io.inputs import as_chunked, input_id
 from ..io.location import Location, StorageOptions, as_location, is_location
+from ..io.modelfile import check_destination
+from ..io.outputs import check_destination as check_output
 
 logger = logging.getLogger("streammix")
 
@@ -36,13 +38,15 @@ logger = logging.getLogger("streammix")
 def _fingerprint(
     estimator: MixtureDensity, data: Any, array: str, columns: Sequence[str] | None = None
 ) -> str:
-    """What a checkpoint must match to be resumed: estimator settings and input."""
+    """What a checkpoint must match to be resumed: estimator settings and input (its
+    location, or the content of in-memory data: see :func:`~streammix.io.inputs.input_id`)."""
     params = {
         k: v
         for k, v in estimator.get_params().items()
         if not k.endswith("_init") and k not in ("verbose", "verbose_interval")
     }
-    source = str(as_location(data)) if is_location(data) else repr(type(data))
+    # A location as before content fingerprints existed (its checkpoints still resume).
+    source = str(as_location(data)) if is_location(data) else input_id(data)
     doc = {"estimator": type(estimator).__name__, "params": params, "input": source}
     doc["array"] = ",".join(columns) if columns else array
     text = json.dumps(doc, sort_keys=True, default=str)
@@ -56,14 +60,18 @@ def preflight(
     *,
     columns: Sequence[str] | None = None,
     destinations: Sequence[Any] = (),
+    outputs: Sequence[Any] = (),
     storage_options: StorageOptions | None = None,
 ) -> None:
-    """Refuse, before any cluster starts, a fit that cannot run: destinations
-    (model, checkpoint) that cannot be written, input a fit cannot use (shape,
+    """Refuse, before any cluster starts, a fit that cannot run: model directories
+    (``destinations``: model, checkpoint) and row outputs (``outputs``) that cannot
+    be written, checked before the input is opened; input a fit cannot use (shape,
     dtype, chunking, fewer rows than components)."""
     for where in destinations:
         if where is not None:
-            as_location(where, storage_options).check_writable()
+            check_destination(as_location(where, storage_options))
+    for where in outputs:
+        check_output(as_location(where, storage_options))
     if is_location(data):
         data = as_location(data, storage_options)
     ds = as_chunked(data, array=array, columns=columns)
@@ -149,7 +157,7 @@ def fit(
     ckpt = as_location(checkpoint, storage_options) if checkpoint is not None else None
     for dest in (model_loc, ckpt):
         if dest is not None:
-            dest.check_writable()
+            check_destination(dest)
     ds = as_chunked(data, array=array, columns=columns)
     fingerprint = _fingerprint(estimator, data, array, columns)
     if getattr(estimator, "warm_start", False) and not estimator.__sklearn_is_fitted__():

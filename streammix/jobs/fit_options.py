@@ -79,6 +79,7 @@ ESTIMATOR_OPTIONS: tuple[Option, ...] = (
         INTEGER,
         "Seed of every random choice: the same seed gives the same model.",
         default=0,
+        bounds=at_least(0),
         estimator="random_state",
         aliases=("seed",),
         group="Model",

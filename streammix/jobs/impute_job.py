@@ -14,7 +14,7 @@ from ..estimators import load
 from ..io.inputs import as_chunked, input_id
 from ..io.location import StorageOptions, Where, as_location, locate
 from ..io.modelfile import model_checksum
-from ..io.outputs import ArraySpec, RowOutput, regular_chunk_rows, run_output, write_lazy
+from ..io.outputs import ArraySpec, check_destination, regular_chunk_rows, write_lazy, writing
 
 Progress = Callable[[int, int], None]
 
@@ -39,7 +39,7 @@ def impute(
     """
     data, model = locate(data, storage_options), as_location(model, storage_options)
     output = as_location(output, storage_options)
-    output.check_writable()
+    check_destination(output)
     est = load(model)
     ds = as_chunked(data, array=array, allow_nan=True, columns=columns)
     est.check_n_features(ds.n_features)
@@ -53,7 +53,10 @@ def impute(
         "n_draws": int(n_draws),
         "seed": int(seed),
     }
-    out, created = RowOutput.prepare(
+    lazy = est.impute(ds, n_draws=n_draws, random_state=seed)
+    if n_draws:
+        lazy = np.moveaxis(lazy, 0, 1)  # rows first (a dask array stays lazy)
+    with writing(
         output,
         [ArraySpec(name, "float64", tail)],
         job,
@@ -61,11 +64,8 @@ def impute(
         chunk_rows,
         overwrite=overwrite,
         parts=ds.parts,
-    )
-    lazy = est.impute(ds, n_draws=n_draws, random_state=seed)
-    if n_draws:
-        lazy = np.moveaxis(lazy, 0, 1)  # rows first (a dask array stays lazy)
-    written = run_output(out, created, lambda: write_lazy(out, name, lazy, progress))
+    ) as (out, _):
+        written = write_lazy(out, name, lazy, progress)
     return {
         "job": "impute",
         "output": str(output),

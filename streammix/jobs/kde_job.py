@@ -11,7 +11,7 @@ from typing import Any
 from ..estimators.kernel_density import KernelDensity
 from ..io.inputs import as_chunked, input_id
 from ..io.location import StorageOptions, Where, as_location, locate
-from ..io.outputs import ArraySpec, RowOutput, regular_chunk_rows, run_output, write_lazy
+from ..io.outputs import ArraySpec, check_destination, regular_chunk_rows, write_lazy, writing
 
 Progress = Callable[[int, int], None]
 
@@ -32,7 +32,7 @@ def kde(
     ``query`` (default: ``data`` itself) to ``output`` (``log_density``)."""
     data, query = locate(data, storage_options), locate(query, storage_options)
     output = as_location(output, storage_options)
-    output.check_writable()
+    check_destination(output)
     reference = as_chunked(data, array=array, columns=columns)
     queries = reference if query is None else as_chunked(query, array=array, columns=columns)
     chunk_rows = regular_chunk_rows(queries.row_chunks)
@@ -43,7 +43,8 @@ def kde(
         "bandwidth": bandwidth,
         "query": input_id(query if query is not None else data, array, columns),
     }
-    out, created = RowOutput.prepare(
+    lazy = model.score_samples(queries)
+    with writing(
         output,
         [ArraySpec("log_density", "float64")],
         job,
@@ -51,9 +52,8 @@ def kde(
         chunk_rows,
         overwrite=overwrite,
         parts=queries.parts,
-    )
-    lazy = model.score_samples(queries)
-    written = run_output(out, created, lambda: write_lazy(out, "log_density", lazy, progress))
+    ) as (out, _):
+        written = write_lazy(out, "log_density", lazy, progress)
     return {
         "job": "kde",
         "output": str(output),

@@ -77,27 +77,41 @@ class LocationKind(Kind):
     noun = "a path or URL string"
 
 
+INT64 = 2**63
+"""Integers stay within int64: counts and seeds go to numpy, where a larger one
+overflows."""
+
+
 class IntegerKind(Kind):
     metavar = "INTEGER"
-    noun = "an integer"
+    noun = "an integer of at most 19 digits"
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return ok and -INT64 <= value < INT64
 
     def from_text(self, text: str) -> Any:
         try:
-            return int(text.strip())
+            value = int(text.strip())
         except ValueError:
             raise BadValue(text, self.noun) from None
+        return self.from_toml(value)
 
 
 class NumberKind(Kind):
+    """A finite number: no option means anything by NaN or infinity (a threshold of
+    ``inf`` flags every row, a ``reg_covar`` of ``inf`` fails deep in a fit)."""
+
     metavar = "FLOAT"
-    noun = "a number"
+    noun = "a finite number"
 
     def accepts(self, value: Any) -> bool:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return ok and not math.isnan(value)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        try:
+            return math.isfinite(value)
+        except OverflowError:  # an integer beyond any float
+            return False
 
     def from_toml(self, value: Any) -> Any:
         return float(super().from_toml(value))

@@ -16,7 +16,7 @@ from ..errors import InvalidParameterError
 from ..estimators import load
 from ..io.location import StorageOptions, Where, as_location
 from ..io.modelfile import model_checksum
-from ..io.outputs import ArraySpec, OutputArrays, RowOutput, run_output
+from ..io.outputs import ArraySpec, OutputArrays, check_destination, writing
 
 Progress = Callable[[int, int], None]
 
@@ -49,15 +49,13 @@ def sample(
     if n_samples < 1 or chunk_rows < 1:
         raise InvalidParameterError("n_samples and chunk_rows must be at least 1.")
     model, output = as_location(model, storage_options), as_location(output, storage_options)
-    output.check_writable()
+    check_destination(output)
     est = load(model)
     params = est.params_
     job = {"kind": "sample", "model_sha256": model_checksum(model), "seed": int(seed)}
     specs = [ArraySpec("X", "float64", (params.n_features,)), ArraySpec("component", "int32")]
-    out, created = RowOutput.prepare(output, specs, job, n_samples, chunk_rows, overwrite=overwrite)
-    starts = np.concatenate([[0], np.cumsum(out.expected_rows())])
-
-    def work() -> int:
+    with writing(output, specs, job, n_samples, chunk_rows, overwrite=overwrite) as (out, _):
+        starts = np.concatenate([[0], np.cumsum(out.expected_rows())])
         todo = sorted(set(out.todo("X")) | set(out.todo("component")))
         if todo:
             out.mark_incomplete()
@@ -71,13 +69,10 @@ def sample(
             progress=progress,
             label="sample",
         )
-        return len(todo)
-
-    written = run_output(out, created, work)
     return {
         "job": "sample",
         "output": str(output),
         "rows": n_samples,
-        "chunks_written": written,
+        "chunks_written": len(todo),
         "complete": True,
     }

@@ -19,12 +19,27 @@ from ..engine import quantile as quantiles
 from ..engine.compute import map_indices
 from ..engine.data import ChunkedData
 from ..engine.scoring import prepare_for
-from ..errors import InvalidInputError, InvalidParameterError, NonFiniteInput
+from ..errors import (
+    InvalidInputError,
+    InvalidParameterError,
+    NonFiniteInput,
+    NonFiniteRow,
+    UnscorableRow,
+)
 from ..estimators import load
 from ..io.inputs import as_chunked, input_id, open_zarr_array
 from ..io.location import StorageOptions, Where, as_location, locate
 from ..io.modelfile import model_checksum
-from ..io.outputs import UNSCORABLE, ArraySpec, OutputArrays, RowOutput, member, regular_chunk_rows
+from ..io.outputs import (
+    UNSCORABLE,
+    ArraySpec,
+    OutputArrays,
+    RowOutput,
+    check_destination,
+    member,
+    regular_chunk_rows,
+    writing,
+)
 
 logger = logging.getLogger("streammix")
 
@@ -51,9 +66,10 @@ def _score_task(
     ll, label = score_rows_masked(X, prep)
     bad = np.isnan(ll)
     if bad.any() and on_invalid == "error":
-        from ..errors import NonFiniteRow
-
-        raise NonFiniteRow(int(np.flatnonzero(bad)[0]))
+        row = int(np.flatnonzero(bad)[0])
+        if np.all(np.isfinite(X[row])):
+            raise UnscorableRow(row)
+        raise NonFiniteRow(row)
     out.write("log_likelihood", chunk, offset, ll)
     if with_component:
         out.write("component", chunk, offset, label.astype(np.int32))
@@ -84,11 +100,11 @@ def preflight(
     columns: Sequence[str] | None = None,
     storage_options: StorageOptions | None = None,
 ) -> None:
-    """Refuse, before any cluster starts, a job that cannot run: unreadable data or
-    model, feature counts that differ, irregular chunks, no threshold source, an
-    output location that cannot be written."""
+    """Refuse, before any cluster starts, a job that cannot run: an output location
+    that cannot hold the output (checked first), unreadable data or model, feature
+    counts that differ, irregular chunks, no threshold source."""
     if output is not None:
-        as_location(output, storage_options).check_writable()
+        check_destination(as_location(output, storage_options))
     _, est, _ = _prepare_job(
         locate(data, storage_options), locate(model, storage_options), array, columns
     )
@@ -174,7 +190,7 @@ def score(
     _check_on_invalid(on_invalid)
     data, model = locate(data, storage_options), locate(model, storage_options)
     output = as_location(output, storage_options)
-    output.check_writable()
+    check_destination(output)
     ds, est, chunk_rows = _prepare_job(data, model, array, columns)
     job = {
         "kind": "score",
@@ -184,7 +200,7 @@ def score(
         "on_invalid": on_invalid,
     }
     specs = [ArraySpec("log_likelihood", "float64"), ArraySpec("component", "int32")]
-    out, created = RowOutput.prepare(
+    with writing(
         output,
         specs,
         job,
@@ -193,15 +209,9 @@ def score(
         incremental=incremental,
         overwrite=overwrite,
         parts=ds.parts,
-    )
-    before = len(out.todo("log_likelihood"))
-    try:
+    ) as (out, _):
+        before = len(out.todo("log_likelihood"))
         invalid = _score_pass(ds, est, out, on_invalid, True, progress)
-        out.finish()
-    except BaseException:
-        if created:
-            out.remove()
-        raise
     return {
         "job": "score",
         "output": str(output),
@@ -238,7 +248,14 @@ def choose_threshold(
         return float(threshold), {"method": "given", "threshold": float(threshold)}
     if contamination is not None:
         ll = member(out.group("r"), "log_likelihood")
-        value = quantiles.quantile(ll, contamination)
+        try:
+            value = quantiles.quantile(ll, contamination)
+        except ValueError:  # no finite log-likelihood at all
+            raise InvalidInputError(
+                "No row of the input could be scored (every row holds NaN or infinity), so "
+                "--contamination has no log-likelihoods to take a quantile of; check the "
+                "input, or pass --threshold."
+            ) from None
         return value, {
             "method": "contamination",
             "contamination": float(contamination),
@@ -287,7 +304,7 @@ def flag(
     _check_on_invalid(on_invalid)
     data, model = locate(data, storage_options), locate(model, storage_options)
     output = as_location(output, storage_options)
-    output.check_writable()
+    check_destination(output)
     ds, est, chunk_rows = _prepare_job(data, model, array, columns)
     check_threshold_source(est, contamination, threshold)
     job = {
@@ -306,7 +323,7 @@ def flag(
             ArraySpec("component", "int32"),
             ArraySpec("zscores", "float64", (ds.n_features,)),
         ]
-    out, created = RowOutput.prepare(
+    with writing(
         output,
         specs,
         job,
@@ -315,8 +332,7 @@ def flag(
         incremental=incremental,
         overwrite=overwrite,
         parts=ds.parts,
-    )
-    try:
+    ) as (out, _):
         _score_pass(ds, est, out, on_invalid, False, progress)
         value, how = choose_threshold(out, est, contamination, threshold)
         group = out.group("r")
@@ -337,11 +353,6 @@ def flag(
         )
         if explain:
             _explain_pass(ds, est, out, progress)
-        out.finish()
-    except BaseException:
-        if created:
-            out.remove()
-        raise
     flags = np.asarray(member(out.group("r"), "flag")[:])
     summary: dict[str, Any] = {
         "job": "flag",

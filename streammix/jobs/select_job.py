@@ -11,6 +11,7 @@ from typing import Any
 from ..estimators.selection import select
 from ..io.inputs import as_chunked
 from ..io.location import StorageOptions, Where, as_location, locate
+from ..io.modelfile import check_destination
 
 
 def select_job(
@@ -30,7 +31,7 @@ def select_job(
     """Run :func:`streammix.select` and save the chosen model to ``model_dir``."""
     data = locate(data, storage_options)
     model_dir = as_location(model_dir, storage_options)
-    model_dir.check_writable()
+    check_destination(model_dir)
     if columns:
         data = as_chunked(data, array=array, columns=columns)
     result = select(
