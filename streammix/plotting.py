@@ -55,6 +55,20 @@ def _sample_rows(data: Any, array: str, rng: np.random.Generator) -> np.ndarray:
     return sample[np.all(np.isfinite(sample), axis=1)]
 
 
+def _stream_panel(ax: Any, history: dict[str, list[Any]]) -> None:
+    """A followed stream: each batch's mean log-likelihood (before it was learned) and
+    the share of its rows flagged, on a second axis."""
+    batches = np.asarray(history["batch"])
+    ll = np.asarray([np.nan if v is None else v for v in history["log_likelihood"]], float)
+    ax.plot(batches, ll, color="C0", lw=1)
+    ax.set_xlabel("batch")
+    ax.set_ylabel("mean log-likelihood", color="C0")
+    share = ax.twinx()
+    share.plot(batches, 100 * np.asarray(history["flagged_share"], float), color="C3", lw=1)
+    share.set_ylabel("flagged (%)", color="C3")
+    ax.set_title("stream")
+
+
 def plot_model(
     model: Any, output: str | os.PathLike[str] | Location, data: Any = None, array: str = "X"
 ) -> str:
@@ -72,13 +86,17 @@ def plot_model(
     panels = 3 if sample is not None else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.2))
 
-    bounds = list(getattr(model, "lower_bounds_", []) or [])
-    ax = axes[0]
-    if bounds:
-        ax.plot(np.arange(1, len(bounds) + 1), bounds, marker="o", ms=3)
-    ax.set_xlabel("iteration" if type(model).__name__ == "GaussianMixture" else "epoch")
-    ax.set_ylabel("mean log-likelihood")
-    ax.set_title("fit")
+    history = getattr(model, "stream_history_", None) or {}
+    if history.get("batch"):
+        _stream_panel(axes[0], history)
+    else:
+        bounds = list(getattr(model, "lower_bounds_", []) or [])
+        ax = axes[0]
+        if bounds:
+            ax.plot(np.arange(1, len(bounds) + 1), bounds, marker="o", ms=3)
+        ax.set_xlabel("iteration" if type(model).__name__ == "GaussianMixture" else "epoch")
+        ax.set_ylabel("mean log-likelihood")
+        ax.set_title("fit")
 
     mean, pcs = principal_axes(model)
     params = model.params_

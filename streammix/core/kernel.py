@@ -108,7 +108,10 @@ def _check_block(xb: np.ndarray, log_norm: np.ndarray, index: np.ndarray) -> Non
 
 @_quiet
 def estep(
-    X: np.ndarray, preps: Sequence[Prepared], block_rows: int = BLOCK_ROWS
+    X: np.ndarray,
+    preps: Sequence[Prepared],
+    block_rows: int = BLOCK_ROWS,
+    row_loglik: np.ndarray | None = None,
 ) -> tuple[SufficientStats, ...]:
     """Sufficient statistics of a chunk under each set of prepared parameters.
 
@@ -126,6 +129,9 @@ def estep(
     X : ndarray of shape (n_rows, n_features)
     preps : sequence of Prepared
         One entry per model; all in ``data_dtype(X)``.
+    row_loglik : ndarray of shape (n_rows,), optional
+        Filled with each row's log-likelihood under the first entry of ``preps``
+        (what :func:`score_rows` gives, from the same pass as the statistics).
 
     Returns
     -------
@@ -136,7 +142,10 @@ def estep(
     NonFiniteRow, UnscorableRow
     """
     dtype = data_dtype(X)
-    return tuple(_centred_estep(X, p, dtype, block_rows) for p in preps)
+    return tuple(
+        _centred_estep(X, p, dtype, block_rows, row_loglik if i == 0 else None)
+        for i, p in enumerate(preps)
+    )
 
 
 def _even_blocks(rows: np.ndarray, block_rows: int) -> list[np.ndarray]:
@@ -174,7 +183,11 @@ def _prepared_about(prep: Prepared, a: int) -> Prepared:
 
 
 def _centred_estep(
-    X: np.ndarray, prep: Prepared, dtype: np.dtype, block_rows: int
+    X: np.ndarray,
+    prep: Prepared,
+    dtype: np.dtype,
+    block_rows: int,
+    row_loglik: np.ndarray | None = None,
 ) -> SufficientStats:
     n, d = X.shape
     k = prep.n_components
@@ -203,6 +216,8 @@ def _centred_estep(
             lp, ctx = kernel.log_joint(F, delta, about)
             resp, log_norm = normalise(lp)
             _check_block(xb, log_norm, index)
+            if row_loglik is not None:
+                row_loglik[index] = log_norm
             loglik += float(log_norm.sum())
             g0 += resp.sum(axis=1, dtype=np.float64)
             kernel.add_block_sums(acc, F, delta, resp, about, ctx)

@@ -25,10 +25,11 @@ import numpy as np
 
 from ..core.families import get_family
 from ..core.frame import Frame
-from ..core.kernel import BLOCK_ROWS, estep
+from ..core.kernel import BLOCK_ROWS, estep, score_rows_masked
 from ..core.params import MixtureParams
 from ..core.stats import SufficientStats
 from ..core.stepwise import OnlineSettings, OnlineState, update
+from ..errors import NonFiniteRow, UnscorableRow
 from .compute import single_threaded_blas
 from .data import ChunkedData, Unit
 from .reduce import tree_reduce
@@ -47,18 +48,48 @@ def _threads() -> int:
         return os.cpu_count() or 1
 
 
-def chunk_stats(X: np.ndarray, state: OnlineState) -> SufficientStats:
-    """Statistics of ``X`` under the state's parameters, on all available threads."""
+def chunk_stats(
+    X: np.ndarray, state: OnlineState, row_loglik: np.ndarray | None = None
+) -> SufficientStats:
+    """Statistics of ``X`` under the state's parameters, on all available threads
+    (and, into ``row_loglik``, each row's log-likelihood under them)."""
     prep = state.params.prepare(state.stats.frame, X.dtype)
-    parts = [X[i : i + PART_ROWS] for i in range(0, X.shape[0], PART_ROWS)]
-    threads = min(_threads(), len(parts))
+    starts = range(0, X.shape[0], PART_ROWS)
+
+    def part(i: int) -> SufficientStats:
+        out = None if row_loglik is None else row_loglik[i : i + PART_ROWS]
+        return estep(X[i : i + PART_ROWS], (prep,), row_loglik=out)[0]
+
+    threads = min(_threads(), len(starts))
     with single_threaded_blas():
         if threads <= 1:
-            stats = [estep(p, (prep,))[0] for p in parts]
+            stats = [part(i) for i in starts]
         else:
             with ThreadPoolExecutor(threads) as pool:
-                stats = list(pool.map(lambda p: estep(p, (prep,))[0], parts))
+                stats = list(pool.map(part, starts))
     return tree_reduce(stats, _add)
+
+
+def score_and_update(
+    X: np.ndarray, state: OnlineState, settings: OnlineSettings
+) -> tuple[np.ndarray, OnlineState]:
+    """Each row's log-likelihood under the parameters scored with (``state.current``),
+    then the state after one update with the rows that could be scored (the others,
+    NaN or overflowing, get NaN and are not learned). Without averaging, one pass
+    gives both."""
+    ll = np.full(X.shape[0], np.nan)
+    if state.averaged is None:
+        try:
+            stats = chunk_stats(X, state, ll)
+            return ll, update(state, stats, settings)
+        except (NonFiniteRow, UnscorableRow):
+            pass
+    prep = state.current.prepare(state.stats.frame, X.dtype)
+    ll = score_rows_masked(X, prep)[0]
+    ok = np.isfinite(ll)
+    if not ok.any():
+        return ll, state
+    return ll, update(state, chunk_stats(X[ok] if not ok.all() else X, state), settings)
 
 
 def _add(a: SufficientStats, b: SufficientStats) -> SufficientStats:

@@ -32,6 +32,7 @@ from ..engine.init import initial_params, params_frame, sample_size
 from ..engine.online_em import (
     OnlineCheckpoint,
     run_epoch,
+    score_and_update,
     state_from_files,
     state_to_files,
 )
@@ -88,6 +89,16 @@ precisions_init, random_state, on_degenerate
     n_updates_ : int
         Updates since warm-up (``t`` of the schedule).
     n_rows_seen_ : int
+    consumed_ : dict or None
+        Which input the model last learned from and how far: ``input`` (its
+        identity), ``rows`` (rows consumed from its start), ``fingerprint`` (a
+        SHA-256 of the last rows consumed) and, for inputs made of files,
+        ``parts``. Set by the fit, update and stream jobs; ``update`` continues
+        from there.
+    stream_history_ : dict of lists
+        Per batch of a stream follower: ``batch``, ``rows``, ``log_likelihood``
+        (mean, before learning the batch) and ``flagged_share``; the last
+        10,000 batches.
     n_iter_ : int
         Epochs run by :meth:`fit`.
     lower_bounds_ : list of float
@@ -109,6 +120,8 @@ precisions_init, random_state, on_degenerate
     """
 
     _derived = GaussianMixture
+    consumed_: dict[str, Any] | None = None
+    stream_history_: dict[str, list[Any]]
     _rules: ClassVar[dict[str, list[Constraint]]] = {
         **EM_RULES,
         "learning_decay": [Interval("real", 0.5, 1.0, "right")],
@@ -341,6 +354,36 @@ precisions_init, random_state, on_degenerate
         rows = new.n_rows - state.n_rows
         return new, float((new.loglik_sum - state.loglik_sum) / rows) if rows else float("nan")
 
+    @blas_guarded
+    def score_and_learn(self, X: Any) -> np.ndarray:
+        """Score the rows of ``X`` with the current model, then learn them in one update
+        (one batch, whatever its size). Returns each row's log-likelihood before the
+        update; rows that cannot be scored (NaN, infinity, or a density that
+        underflows) get NaN and are not learned. A follower of a stream calls it once
+        per batch, so its batches are the stream's and not a split of them."""
+        state = self._state()
+        rows = np.asarray(X)
+        if rows.ndim != 2 or rows.shape[1] != state.params.n_features:
+            raise InvalidInputError(
+                f"Expected rows of {state.params.n_features} features; got shape {rows.shape}."
+            )
+        if rows.dtype.kind != "f":
+            rows = rows.astype(np.float64)
+        if rows.shape[0] == 0:
+            return np.empty(0)
+        ll, new = score_and_update(rows, state, self._settings(rows.shape[1], 1))
+        if new is not state:
+            self._adopt(new, rows.shape[1])
+        return ll
+
+    def step_size(self) -> float:
+        """The weight the next update gives its batch (``forget``, or the decaying
+        ``(t + learning_offset) ** -learning_decay``; 1 during warm-up)."""
+        state = self._state()
+        if not state.warm:
+            return 1.0
+        return float(self._settings(self.n_features_in_, 1).step(state.n_updates + 1))
+
     # --------------------------------------------------------------- transfer
     @classmethod
     def from_model(
@@ -379,6 +422,10 @@ precisions_init, random_state, on_degenerate
     def _files_meta(self) -> dict[str, Any]:
         meta = super()._files_meta()
         meta["online"], _ = state_to_files(self._state())
+        if self.consumed_ is not None:
+            meta["consumed"] = dict(self.consumed_)
+        if getattr(self, "stream_history_", None):
+            meta["stream_history"] = {k: list(v) for k, v in self.stream_history_.items()}
         return meta
 
     def _files_arrays(self) -> dict[str, np.ndarray]:
@@ -403,6 +450,9 @@ precisions_init, random_state, on_degenerate
         except ValueError as err:
             raise InvalidParameterError(str(err)) from None
         est._online_state = state
+        est.consumed_ = dict(meta["consumed"]) if meta.get("consumed") else None
+        history = meta.get("stream_history")
+        est.stream_history_ = {k: list(v) for k, v in history.items()} if history else {}
         est.n_updates_ = state.n_updates
         est.n_rows_seen_ = state.n_rows
         return est

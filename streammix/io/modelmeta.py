@@ -217,6 +217,24 @@ ONLINE = table(
     },
     open_values=scalar,
 )
+CONSUMED = table(
+    {
+        "input": text,
+        "rows": integer(0),
+        "fingerprint": text,
+        "parts": list_of(list_of(scalar)),
+    },
+    required=("input", "rows", "fingerprint"),
+)
+STREAM_HISTORY = table(
+    {
+        "batch": list_of(integer(0)),
+        "rows": list_of(integer(0)),
+        "log_likelihood": list_of(optional(number())),
+        "flagged_share": list_of(optional(number(0.0, 1.0))),
+    },
+    required=("batch", "rows", "log_likelihood", "flagged_share"),
+)
 HYPERPARAMETERS = table({}, open_values=scalar)
 KDE_REFERENCE = table(
     {"stored": boolean, "path": optional(text), "array": text, "dtype": float_dtype},
@@ -285,7 +303,7 @@ finite number; got '-10'.
     fields = dict(MIXTURE_FIELDS)
     required = ["covariance_type", "n_components", "n_features"]
     if kind == "OnlineGaussianMixture":
-        fields["online"] = ONLINE
+        fields.update(online=ONLINE, consumed=optional(CONSUMED), stream_history=STREAM_HISTORY)
         required.append("online")
     if kind == "OutlierDetector":
         fields["calibration"] = CALIBRATION

@@ -10,8 +10,10 @@ option declares. The fit job's estimator options are in
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -28,7 +30,16 @@ from ..io.modelfile import check_destination as check_model_destination
 from ..io.modelfile import publish
 from ..io.outputs import check_destination as check_output
 from ..plotting import plot_model
-from . import fit_job, impute_job, info_job, kde_job, sample_job, score_jobs, select_job
+from . import (
+    fit_job,
+    impute_job,
+    info_job,
+    kde_job,
+    sample_job,
+    score_jobs,
+    select_job,
+    stream_job,
+)
 from .declaration import Job, Option, OptionError, Runtime, inherit_defaults, invoke
 from .fit_options import CONTAMINATION_BOUNDS, ESTIMATOR_OPTIONS, fit_estimator, iteration_unit
 from .kinds import (
@@ -271,6 +282,17 @@ def _run_flag(job: Job, o: Mapping[str, Any], rt: Runtime) -> dict[str, Any]:
     return result
 
 
+def _run_stream(job: Job, o: Mapping[str, Any], rt: Runtime) -> dict[str, Any]:
+    """Follow DATA, writing one JSON line per batch to standard error."""
+
+    def line(record: dict[str, Any]) -> None:
+        sys.stderr.write(json.dumps(record, allow_nan=False) + "\n")
+        sys.stderr.flush()
+
+    result: dict[str, Any] = invoke(stream_job.stream, job, o, on_batch=line)
+    return result
+
+
 def _run_plot(job: Job, o: Mapping[str, Any], rt: Runtime) -> dict[str, Any]:
     storage = o["storage_options"]
     image = as_location(o["output"], storage)
@@ -477,6 +499,134 @@ SELECT = Job(
     ),
     section="jobs",
     preflight=_model_destination,
+)
+
+FORGET = Option(
+    "forget",
+    NUMBER,
+    "A constant step for a drifting input: old data are forgotten at this rate per "
+    "update (stored in the model).",
+    bounds=Bounds(0, 1, low_open=True, high_open=True),
+    group="Online EM",
+)
+HALF_LIFE = Option(
+    "half_life",
+    NUMBER,
+    "Like --forget, given as the updates after which old data weigh half.",
+    bounds=Bounds(0, None, low_open=True),
+    group="Online EM",
+)
+
+UPDATE = Job(
+    "update",
+    stream_job.update,
+    (
+        DATA,
+        ARRAY,
+        COLUMNS,
+        replace(
+            MODEL,
+            help="Online model to continue (a path, URL or "
+            "published pointer); written back, a pointer as a new version.",
+        ),
+        FORGET,
+        HALF_LIFE,
+    ),
+    summary="Continue an online model with the rows appended to DATA since it last read it.",
+    description=(
+        "The model records which input it learned from, how many rows and a checksum of "
+        "the last ones; update learns exactly the rows after them, one update per chunk, "
+        "and writes the model once. No new rows: nothing changes. An input that shrank or "
+        "whose learned rows changed is refused (exit 3)."
+    ),
+    examples=("streammix update events.zarr --model models/current",),
+    section="jobs",
+    cluster=False,
+)
+
+STREAM = Job(
+    "stream",
+    stream_job.stream,
+    (
+        DATA,
+        ARRAY,
+        COLUMNS,
+        replace(MODEL, help="Model to start from (when OUTPUT holds no follower state)."),
+        replace(
+            OUTPUT,
+            help="Output Zarr group: log_likelihood and flag per row; the "
+            "follower's state is kept in it.",
+        ),
+        Option(
+            "batch_rows",
+            INTEGER,
+            "Rows per batch (default: DATA's chunk rows).",
+            bounds=at_least(1),
+            group="Batches",
+        ),
+        Option(
+            "interval",
+            NUMBER,
+            "Seconds between looks at DATA when no batch waits.",
+            bounds=at_least(0),
+            group="Batches",
+        ),
+        Option(
+            "once", BOOLEAN, "Stop when no whole batch waits instead of polling.", group="Batches"
+        ),
+        Option(
+            "max_batches",
+            INTEGER,
+            "Stop after this many batches.",
+            bounds=at_least(1),
+            group="Batches",
+        ),
+        Option(
+            "threshold", NUMBER, "Flag rows with a log-likelihood below this.", group="Threshold"
+        ),
+        Option(
+            "contamination",
+            NUMBER,
+            "Threshold at this quantile of the first batch's "
+            "log-likelihoods (when neither --threshold nor a calibrated model gives one).",
+            bounds=CONTAMINATION_BOUNDS,
+            group="Threshold",
+        ),
+        FORGET,
+        HALF_LIFE,
+        Option("publish", LOCATION, "Also publish the model at this pointer.", group="Outputs"),
+        Option(
+            "publish_every",
+            INTEGER,
+            "Publish every this many batches.",
+            bounds=at_least(1),
+            group="Outputs",
+        ),
+        Option(
+            "metrics_port",
+            INTEGER,
+            "Serve Prometheus metrics on 127.0.0.1 at this port.",
+            bounds=Bounds(0, 65535),
+            group="Outputs",
+        ),
+    ),
+    summary="Follow a growing DATA: score and flag each new batch, then learn it.",
+    description=(
+        "Batches are fixed runs of rows (a batch is processed once all its rows are "
+        "stored), so results do not depend on when rows arrive. Each batch is scored and "
+        "flagged with the current model first, written to OUTPUT, learned, and committed "
+        "with the model in one write: killed at any moment and restarted, every row is "
+        "scored once and the model equals an uninterrupted run's. The threshold is fixed "
+        "for the life of OUTPUT. One JSON line per batch on standard error; SIGTERM or "
+        "Ctrl-C stops after the current batch."
+    ),
+    examples=(
+        "streammix stream events.zarr --model models/current --output live.zarr \\\n"
+        "    --interval 10 --half-life 50 --metrics-port 9108",
+    ),
+    section="jobs",
+    runner=_run_stream,
+    cluster=False,
 )
 
 MODEL_ARGUMENT = Option(
@@ -696,7 +846,21 @@ KDE = Job(
 
 JOBS: dict[str, Job] = {
     job.name: job
-    for job in (FIT, SCORE, FLAG, SELECT, INFO, PUBLISH, PLOT, GENERATE, SAMPLE, IMPUTE, KDE)
+    for job in (
+        FIT,
+        SCORE,
+        FLAG,
+        UPDATE,
+        STREAM,
+        SELECT,
+        INFO,
+        PUBLISH,
+        PLOT,
+        GENERATE,
+        SAMPLE,
+        IMPUTE,
+        KDE,
+    )
 }
 """Every job by name, in the order ``streammix --help`` lists them; each is also a
 pipeline step. ``run``, which executes pipeline files, is declared beside the

@@ -31,6 +31,7 @@ from ..io.inputs import as_chunked, input_id
 from ..io.location import Location, StorageOptions, as_location, is_location
 from ..io.modelfile import check_destination
 from ..io.outputs import check_destination as check_output
+from .stream_job import consumed_record
 
 logger = logging.getLogger("streammix")
 
@@ -173,6 +174,9 @@ def fit(
         raise TypeError(f"cannot fit {type(estimator).__name__} as a job")
     if contamination is not None:
         estimator.calibrate(ds, contamination)
+    if isinstance(estimator, OnlineGaussianMixture):
+        # what update and stream continue from
+        estimator.consumed_ = consumed_record(ds, input_id(data, array, columns), ds.n_rows)
     estimator.save(model_loc)
     if ckpt is not None and ckpt.exists():
         ckpt.remove()
@@ -183,7 +187,7 @@ def fit(
         "rows": ds.n_rows,
         "n_features": ds.n_features,
         "n_components": int(estimator.weights_.shape[0]),
-        "covariance_type": estimator.covariance_type,
+        "covariance_type": getattr(estimator, "covariance_type_", estimator.covariance_type),
         "n_iter": int(estimator.n_iter_),
         "converged": bool(estimator.converged_),
         "lower_bound": float(estimator.lower_bound_),
