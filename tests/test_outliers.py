@@ -12,6 +12,8 @@ import zarr
 
 import streammix as sm
 from streammix.core.explain import conditional_zscores
+from streammix.engine.trimmed import without_light_component
+from streammix.estimators import outlier_detector as od
 
 from .test_cli import run
 
@@ -53,7 +55,9 @@ def reference_fit(X, reg=0.1, trim=0.3, max_steps=50):
 
 def test_the_fit_is_the_trimmed_recipe():
     X, _ = contaminated()
-    det = sm.OutlierDetector(random_state=0).fit(X)
+    det = sm.OutlierDetector(n_components=1, covariance_type="full", random_state=0)
+    det.tol = 0.0
+    det.fit(X)
     mean, cov = reference_fit(X)
     np.testing.assert_allclose(det.means_[0], mean, rtol=1e-9)
     np.testing.assert_allclose(det.covariances_[0], cov, rtol=1e-8)
@@ -187,8 +191,78 @@ def test_fit_command_makes_a_detector(tmp_path):
         (dict(contamination=0.7), "'contamination' parameter"),
         (dict(trim=0.9), "'trim' parameter"),
         (dict(covariance_type="spherical"), "'covariance_type' parameter"),
+        (dict(n_components="many"), "'n_components' parameter"),
+        (dict(n_components=0), "'n_components' parameter"),
+        (dict(rank=0), "'rank' parameter"),
     ],
 )
 def test_bad_detector_settings(kwargs, match):
     with pytest.raises(sm.InvalidParameterError, match=match):
         sm.OutlierDetector(**kwargs).fit(np.zeros((10, 2)))
+
+
+def modes_and_a_tight_cluster(seed=0):
+    """Three normal modes (30 % each) and a tight group of anomalies (10 %)."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0, 0.0], [8.0, 0.0, 0.0], [0.0, 8.0, 0.0]])
+    X = np.concatenate([rng.normal(c, 1.0, (900, 3)) for c in centres])
+    return np.concatenate([X, rng.normal([4.0, 4.0, 9.0], 0.05, (300, 3))])
+
+
+def test_the_minimum_component_mass_is_honoured():
+    X = modes_and_a_tight_cluster()
+    free = sm.OutlierDetector(n_components=4, random_state=0)
+    free.min_weight = 0.0
+    free.fit(X)
+    held = sm.OutlierDetector(n_components=4, random_state=0)
+    held.min_weight = 0.2
+    held.fit(X)
+    assert held.weights_.min() >= 0.2 and len(held.weights_) <= 3
+    assert len(free.weights_) == 4
+    # the tight cluster is not a normal mode of the robust model
+    assert held.score_samples(X[-300:]).max() < np.quantile(held.score_samples(X[:-300]), 0.5)
+
+
+def test_a_light_component_is_removed_and_the_rest_renormalised():
+    rng = np.random.default_rng(0)
+    base = sm.GaussianMixture.from_parameters(
+        [0.5, 0.45, 0.05], rng.normal(size=(3, 2)), np.stack([np.eye(2)] * 3)
+    ).params_
+    lighter = without_light_component(base, 0.1)
+    assert lighter is not None and lighter.n_components == 2
+    np.testing.assert_allclose(lighter.weights, [0.5 / 0.95, 0.45 / 0.95])
+    np.testing.assert_array_equal(lighter.means, base.means[:2])
+    assert without_light_component(base, 0.05) is None
+
+
+def test_wide_data_get_a_low_rank_or_regularised_model():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 300)) + rng.normal(size=(120, 3)) @ rng.normal(size=(3, 300))
+    det = sm.OutlierDetector(random_state=0).fit(X)
+    k, name, _ = det.resolved(120, 300)
+    assert (k, name) == (1, od.WIDE_COVARIANCE) and det.covariance_type_ == name
+    assert len(det.weights_) == 1 and np.isfinite(det.score_samples(X)).all()
+    lowrank = sm.OutlierDetector(covariance_type="lowrank", random_state=0).fit(X)
+    assert lowrank.rank_ == min(od.WIDE_RANK, 12)  # at most a tenth of the rows
+    assert lowrank.covariances_.shape == (1, 300, lowrank.rank_ + 1)
+
+
+def test_narrow_data_get_the_narrow_recipe():
+    det = sm.OutlierDetector()
+    assert det.resolved(10_000, 8) == (od.NARROW_COMPONENTS, "full", None)
+    assert det.resolved(30, 8)[:2] == (1, od.WIDE_COVARIANCE)
+
+
+@pytest.mark.parametrize("shape", [(3000, 3), (120, 300)])
+def test_new_defaults_are_deterministic_and_round_trip(tmp_path, shape):
+    rng = np.random.default_rng(3)
+    X = modes_and_a_tight_cluster() if shape[1] == 3 else rng.normal(size=shape)
+    a = sm.OutlierDetector(random_state=7).fit(X)
+    b = sm.OutlierDetector(random_state=7).fit(X)
+    np.testing.assert_array_equal(a.covariances_, b.covariances_)
+    assert a.threshold_ == b.threshold_
+    a.save(tmp_path / "det")
+    back = sm.load(tmp_path / "det")
+    assert type(back) is sm.OutlierDetector and back.covariance_type == a.covariance_type_
+    np.testing.assert_array_equal(back.score_samples(X), a.score_samples(X))
+    np.testing.assert_array_equal(back.predict(X), a.predict(X))

@@ -10,6 +10,18 @@ contaminated training data) do not shape it. With one component each step is
 a concentration step of FAST-MCD (Rousseeuw & Van Driessen 1999): the
 determinant of the covariance never increases, and the steps stop when the
 kept rows, hence the parameters, no longer change.
+
+With several components a component may still settle on a tight group of
+anomalies that survives trimming. A minimum component mass guards against it:
+after a step, the lightest component whose weight (its share of the kept rows)
+is below ``min_weight`` is removed and the others carry on, so every component
+left explains at least that share of the rows the model is fitted to. Such EM
+steps approach their fixed point without reaching it exactly, so ``tol`` stops
+them when the mean log-likelihood of the kept rows changes by less than it.
+
+Every step is two passes over the chunks (the order statistic, then the
+statistics of the kept rows), so a fit reads the data at most ``2 max_steps``
+times.
 """
 
 from __future__ import annotations
@@ -20,14 +32,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.families import Prepared
-from ..core.frame import Frame
 from ..core.kernel import estep, score_rows
 from ..core.mstep import m_step
 from ..core.params import MixtureParams
 from ..core.stats import SufficientStats
 from . import quantile
 from .data import ChunkedData
-from .init import add_tuples
+from .init import add_tuples, params_frame
 
 
 def _kept_estep(
@@ -54,31 +65,81 @@ def kept_threshold(data: ChunkedData, scorer: Prepared, trim: float) -> float:
     return quantile.order_statistic(values.persist(), rank)
 
 
+def without_light_component(params: MixtureParams, min_weight: float) -> MixtureParams | None:
+    """``params`` less its lightest component when that one weighs less than
+    ``min_weight`` (the other weights renormalised); ``None`` when none does or only
+    one component is left."""
+    k = int(np.argmin(params.weights))
+    if params.n_components < 2 or params.weights[k] >= min_weight:
+        return None
+    keep = np.arange(params.n_components) != k
+    weights = params.weights[keep] / params.weights[keep].sum()
+    covariances = params.covariances
+    if not params.family.shared_covariance:
+        covariances = covariances[keep]
+    return MixtureParams.from_covariances(params.family, weights, params.means[keep], covariances)
+
+
 def trimmed_fit(
     data: ChunkedData,
     params: MixtureParams,
-    frame: Frame,
     reg_covar: float,
     trim: float,
     max_steps: int = 50,
     on_degenerate: str = "error",
     on_step: Callable[[int, MixtureParams], None] | None = None,
-) -> tuple[MixtureParams, int]:
+    *,
+    min_weight: float = 0.0,
+    tol: float = 0.0,
+) -> tuple[MixtureParams, int, bool]:
     """Trimmed refits from ``params`` until the parameters stop changing.
 
-    Returns the final parameters and the number of steps taken.
+    Parameters
+    ----------
+    data : ChunkedData
+    params : MixtureParams
+        The starting point.
+    reg_covar : float
+    trim : float in [0, 0.5]
+        Share of least likely rows left out of each step.
+    max_steps : int
+    on_degenerate : {"error", "reseed"}
+    on_step : callable, optional
+        Called with the step number and the new parameters after every step.
+    min_weight : float, default=0
+        Components lighter than this are removed, one per step.
+    tol : float, default=0
+        Stop when the mean log-likelihood of the kept rows changes by at most
+        ``tol`` between steps (``0``: only when the parameters stop changing).
+
+    Returns
+    -------
+    params : MixtureParams
+    steps : int
+        Steps taken.
+    converged : bool
     """
-    steps = 0
-    for steps in range(1, max_steps + 1):
+    frame = params_frame(params, data.dtype)
+    previous = -math.inf
+    for step in range(1, max_steps + 1):
         scorer = params.prepare(frame, data.dtype)
         threshold = kept_threshold(data, scorer, trim)
         (stats,) = data.map_reduce(
             _kept_estep, scorer, scorer, threshold, combine=add_tuples, label="trim"
         )
         new = m_step(stats, params.family, reg_covar, on_degenerate)
+        lighter = without_light_component(new, min_weight)
+        if lighter is not None:
+            # A changed model: a new frame, and the objective starts again.
+            params, previous = lighter, -math.inf
+            frame = params_frame(params, data.dtype)
+            if on_step is not None:
+                on_step(step, params)
+            continue
         if on_step is not None:
-            on_step(steps, new)
-        if new.allclose(params, rtol=1e-12, atol=1e-300):
-            return new, steps
-        params = new
-    return params, steps
+            on_step(step, new)
+        objective = stats.loglik / max(stats.n, 1.0)
+        if new.allclose(params, rtol=1e-12, atol=1e-300) or abs(objective - previous) <= tol:
+            return new, step, True
+        params, previous = new, objective
+    return params, max_steps, False

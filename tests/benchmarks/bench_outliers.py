@@ -1,82 +1,173 @@
-"""The ADBench protocol for streammix's OutlierDetector, IsolationForest and one Gaussian.
+"""OutlierDetector's defaults, chosen by leave-one-dataset-out, against IsolationForest.
 
-Run by hand: ``python tests/benchmarks/bench_outliers.py`` (the shared ADBench
-files are looked for in ``../shared`` beside the repository, or in
-``$STREAMMIX_SHARED``). Runs ``tools/adbench_eval.py`` on every dataset of
-``data/adbench`` with the three detectors in one run (seeds 1, 2, 3; 70/30
-stratified splits; MinMax scaling; training on contaminated rows) and prints the
-per-dataset ROC AUC table, the means, and the detector's margin over
-IsolationForest. Also times one fit on 10,000 rows of the widest dataset.
+Run by hand: ``python tests/benchmarks/bench_outliers.py [--results DIR]`` (the
+shared ADBench files are looked for in ``../shared`` beside the repository, or
+in ``$STREAMMIX_SHARED``). Every figure comes from ``tools/adbench_eval.py``
+(ADBench's unsupervised protocol: seeds 1, 2, 3; 70/30 stratified splits;
+MinMax scaling; training on contaminated rows; ROC AUC x 100, mean over seeds).
+
+Procedure
+---------
+1. Score every candidate of ``adbench_detectors.py`` and IsolationForest (100
+   trees) in one run per group: the ``NARROW`` candidates on the 14 classical
+   sets (``data/adbench``), the ``WIDE`` ones on the 15 embedding sets
+   (``data/adbench-embeddings``). Which group a set belongs to is the
+   detector's own ``"auto"`` rule (fewer than five training rows per feature is
+   wide), checked below against the sets' shapes, so a candidate of the
+   default recipe is a pair (narrow settings, wide settings).
+2. Leave one dataset out: for each of the 29 sets, the pair with the best mean
+   ROC AUC over the other 28 is chosen and its score on the held-out set is
+   reported. The held-out means and the worst held-out margin over
+   IsolationForest are the figures to judge the recipe by.
+3. Run the defaults (``streammix``), the recipe before this selection
+   (``before``) and IsolationForest again on all 29 sets in one run: the
+   defaults' scores and their time (fit and scoring, three seeds) against the
+   previous recipe's.
+
+``--results DIR`` keeps the JSON of each run there and reuses it when present.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
-import time
+from itertools import product
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import adbench_detectors as cands  # noqa: E402
 
 
 def shared_dir() -> Path:
     return Path(os.environ.get("STREAMMIX_SHARED", HERE.parents[2] / "shared"))
 
 
+def evaluate(data: Path, detectors: list[str], out: Path) -> dict[str, dict[str, list[float]]]:
+    """``{dataset: {detector: [auc, seconds]}}`` from one run of adbench_eval.py."""
+    if not out.is_file():
+        tools = shared_dir() / "tools"
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(tools)]),
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+        }
+        cmd = [sys.executable, str(tools / "adbench_eval.py"), str(data), *detectors]
+        subprocess.run([*cmd, "--json", str(out)], check=True, env=env)
+    rows: dict[str, dict[str, list[float]]] = json.loads(out.read_text())["rows"]
+    return rows
+
+
+def specs(names: list[str]) -> list[str]:
+    return ["iforest"] + [f"{n}=adbench_detectors:cand_{n}" for n in names]
+
+
+def wide(data: Path) -> dict[str, bool]:
+    """Each set's group under the detector's rule, on its protocol training size."""
+    from streammix.estimators.outlier_detector import WIDE_ROWS_PER_FEATURE
+
+    groups = {}
+    for f in data.glob("*.npz"):
+        n, d = np.load(f)["X"].shape
+        n_train = math.ceil(0.7 * min(max(n, 1000), 10_000))
+        groups[f.stem.split("_", 1)[1]] = n_train < WIDE_ROWS_PER_FEATURE * d
+    return groups
+
+
+def summary(values: dict[str, float], ref: dict[str, float]) -> str:
+    names = sorted(values)
+    margins = {k: values[k] - ref[k] for k in names}
+    worst = min(names, key=lambda k: margins[k])
+    mean = np.mean([values[k] for k in names])
+    return (
+        f"mean {mean:6.2f} (IsolationForest {np.mean([ref[k] for k in names]):6.2f}, "
+        f"{mean - np.mean([ref[k] for k in names]):+.2f}); worst {worst} {margins[worst]:+.2f}"
+    )
+
+
+def lodo(
+    narrow: dict[str, dict[str, list[float]]], wide_: dict[str, dict[str, list[float]]]
+) -> dict[str, tuple[str, float]]:
+    """For each held-out set, the pair chosen on the other 28 and its held-out score."""
+    table = {**narrow, **wide_}
+    pairs = list(product(cands.NARROW, cands.WIDE))
+
+    def auc(name: str, pair: tuple[str, str]) -> float:
+        return table[name][pair[0] if name in narrow else pair[1]][0]
+
+    held: dict[str, tuple[str, float]] = {}
+    for out in table:
+        rest = [n for n in table if n != out]
+        best = max(pairs, key=lambda p: float(np.mean([auc(n, p) for n in rest])))
+        held[out] = ("/".join(best), auc(out, best))
+    return held
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="", help="comma-separated dataset names")
+    ap.add_argument("--results", default="", help="directory for (and of) the runs' JSON")
     args = ap.parse_args()
     shared = shared_dir()
-    tools, data = shared / "tools", shared / "data" / "adbench"
-    if not (tools / "adbench_eval.py").is_file():
-        sys.exit(f"adbench_eval.py not found under {tools}; set STREAMMIX_SHARED")
-    out = Path(tempfile.mkdtemp()) / "adbench.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(tools)])}
-    cmd = [
-        sys.executable,
-        str(tools / "adbench_eval.py"),
-        str(data),
-        "streammix=adbench_detectors:streammix_detector",
-        "iforest",
-        "gmm1",
-        "--json",
-        str(out),
-    ]
-    if args.only:
-        cmd += ["--only", args.only]
-    subprocess.run(cmd, check=True, env=env)
-    result = json.loads(out.read_text())
-    means = result["means"]
-    print(
-        f"\nstreammix - IsolationForest: {means['streammix'] - means['iforest']:+.2f} "
-        "ROC AUC points "
-        f"(means {means['streammix']:.2f} vs {means['iforest']:.2f}; one Gaussian "
-        f"{means['gmm1']:.2f})"
-    )
-    wins = sum(r["streammix"][0] > r["iforest"][0] for r in result["rows"].values())
-    print(f"streammix ahead on {wins} of {len(result['rows'])} datasets")
+    if not (shared / "tools" / "adbench_eval.py").is_file():
+        sys.exit(f"adbench_eval.py not found under {shared / 'tools'}; set STREAMMIX_SHARED")
+    results = Path(args.results or tempfile.mkdtemp())
+    results.mkdir(parents=True, exist_ok=True)
+    classical, embeddings = shared / "data" / "adbench", shared / "data" / "adbench-embeddings"
 
-    sys.path.insert(0, str(HERE))
-    import streammix as sm
+    groups = {**wide(classical), **wide(embeddings)}
+    narrow = evaluate(classical, specs(list(cands.NARROW)), results / "narrow.json")
+    wide_ = evaluate(embeddings, specs(list(cands.WIDE)), results / "wide.json")
+    assert all(not groups[n] for n in narrow) and all(groups[n] for n in wide_), groups
 
-    widest = max(
-        data.glob("*.npz"),
-        key=lambda p: np.load(p)["X"].shape[1] if np.load(p)["X"].shape[0] >= 10_000 else 0,
+    print("\n== 1. Every candidate on its group (in-sample, not a held-out figure)")
+    for title, table, names in (
+        ("classical", narrow, cands.NARROW),
+        ("embeddings", wide_, cands.WIDE),
+    ):
+        ref = {k: v["iforest"][0] for k, v in table.items()}
+        for name in names:
+            values = {k: v[name][0] for k, v in table.items()}
+            print(f"{title:10s} {name:6s} {summary(values, ref)}")
+
+    print("\n== 2. Leave one dataset out over all 29 (pair chosen on the other 28)")
+    held = lodo(narrow, wide_)
+    for title, table in (("classical", narrow), ("embeddings", wide_)):
+        for name in sorted(table):
+            chosen, value = held[name]
+            ref = table[name]["iforest"][0]
+            print(f"  {name:24s} chose {chosen:12s} {value:6.2f}  IsolationForest {ref:6.2f}")
+        ref = {k: table[k]["iforest"][0] for k in table}
+        print(f"{title:10s} held out: {summary({k: held[k][1] for k in table}, ref)}")
+
+    print("\n== 3. The defaults, the previous recipe and IsolationForest, one run")
+    detectors = ["iforest", "streammix=adbench_detectors:streammix_detector"]
+    detectors.append("before=adbench_detectors:cand_before")
+    final: dict[str, Any] = {}
+    for title, data in (("classical", classical), ("embeddings", embeddings)):
+        table = evaluate(data, detectors, results / f"defaults_{title}.json")
+        final.update(table)
+        ref = {k: v["iforest"][0] for k, v in table.items()}
+        for name in ("streammix", "before"):
+            print(
+                f"{title:10s} {name:9s} {summary({k: v[name][0] for k, v in table.items()}, ref)}"
+            )
+    ratios = [v["streammix"][1] / v["before"][1] for v in final.values()]
+    total = sum(v["streammix"][1] for v in final.values()) / sum(
+        v["before"][1] for v in final.values()
     )
-    X = np.load(widest)["X"][:10_000].astype(np.float64)
-    X = (X - X.min(0)) / np.maximum(np.ptp(X, axis=0), 1e-12)
-    t = time.perf_counter()
-    sm.OutlierDetector(random_state=0).fit(X)
     print(
-        f"fit on {X.shape[0]:,} x {X.shape[1]} rows of {widest.stem}: "
-        f"{time.perf_counter() - t:.2f} s"
+        f"time (fit + scoring, 3 seeds), defaults / previous recipe: {total:.2f} over all "
+        f"29 sets; per set median {np.median(ratios):.2f}, largest {max(ratios):.2f}"
     )
 
 
