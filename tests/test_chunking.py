@@ -85,3 +85,26 @@ def test_library_calls_give_the_process_its_blas_threads_back():
         assert blas_threads() == before
         gm.predict_proba(lazy).compute(scheduler="threads")
         assert blas_threads() == before
+
+
+def test_ten_and_a_thousand_chunks_fit_the_same_on_a_two_worker_cluster(tmp_path):
+    """Batches of chunks per task change nothing: the same rows in 10 and in 1,000
+    chunks fit alike (to rounding), and a cluster's fit equals the local one exactly."""
+    from distributed import Client, LocalCluster
+
+    X = blobs(100_000, d=4, k=3, seed=2)
+    few = write_zarr(tmp_path / "few.zarr", X, 10_000)
+    many = write_zarr(tmp_path / "many.zarr", X, 100)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        on_cluster = [sm.GaussianMixture(3, random_state=0).fit(p) for p in (few, many)]
+    local = sm.GaussianMixture(3, random_state=0).fit(many)
+    a, b = on_cluster
+    assert a.n_iter_ == b.n_iter_
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(getattr(b, name), getattr(local, name))

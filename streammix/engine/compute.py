@@ -154,12 +154,21 @@ def compute(*collections: Any, label: str = "compute") -> tuple[Any, ...]:
 
 
 def run_tasks(
-    tasks: Sequence[Any], progress: Callable[[int, int], None] | None = None, label: str = "tasks"
+    tasks: Sequence[Any],
+    progress: Callable[[int, int], None] | None = None,
+    label: str = "tasks",
+    sizes: Sequence[int] | None = None,
 ) -> list[Any]:
     """Compute independent delayed tasks; with a distributed client, report every
-    completion to ``progress(done, total)`` (otherwise once, at the end)."""
+    completion to ``progress(done, total)`` (otherwise once, at the end).
+
+    ``sizes`` are the units each task covers (chunks of a batch); progress then
+    counts units, not tasks.
+    """
     if not tasks:
         return []
+    weights = list(sizes) if sizes is not None else [1] * len(tasks)
+    total = sum(weights)
     try:
         from distributed import as_completed, default_client
 
@@ -169,16 +178,19 @@ def run_tasks(
     if client is None:
         results = list(compute(*tasks, label=label))
         if progress:
-            progress(len(tasks), len(tasks))
+            progress(total, total)
         return results
     futures = client.compute(list(tasks))
     index = {f.key: i for i, f in enumerate(futures)}
     gathered: list[Any] = [None] * len(futures)
+    done = 0
     try:
-        for done, future in enumerate(as_completed(futures), start=1):
-            gathered[index[future.key]] = future.result()
+        for future in as_completed(futures):
+            i = index[future.key]
+            gathered[i] = future.result()
+            done += weights[i]
             if progress:
-                progress(done, len(tasks))
+                progress(done, total)
     except BaseException:
         client.cancel(futures)
         raise

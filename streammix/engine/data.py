@@ -7,41 +7,61 @@ them in this process for in-memory data and as dask graphs for lazy data, and
 turn a chunk's row errors into errors naming global rows.
 
 * :meth:`ChunkedData.map_reduce`: a function of every chunk, tree-reduced.
+  Lazy data make a few tasks per worker thread, each walking a batch of
+  chunks (:mod:`streammix.engine.batches`): the scheduler's work per pass
+  grows with the workers, not with the chunks, and the order of additions is
+  the same whatever the batching.
 * :meth:`ChunkedData.map_rows`: a row-wise function; numpy out for numpy input,
   a lazy dask array for lazy input.
 * :meth:`ChunkedData.map_chunks`: a function of the chosen chunks (and their
-  index), computed now with progress reports (jobs writing outputs).
+  index), computed now with progress reports (jobs writing outputs), in
+  batches of consecutive chunks.
 * :meth:`ChunkedData.fold`: a state threaded through units of chunks in order
   (online EM): per unit, the chunks are mapped under the current state, the
   results combined and the state updated.
 * :meth:`ChunkedData.pairwise`: for every chunk of this data, a function of it
   and each chunk of another, reduced over the other's chunks (kernel density).
+* :meth:`ChunkedData.persist` and :meth:`ChunkedData.cache`: decoded batches
+  held in worker memory for the passes that follow.
 """
 
 from __future__ import annotations
 
+import logging
 import operator
 import os
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
-from dask.delayed import delayed
+from dask.delayed import Delayed, delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from ..core.kernel import first_nonfinite_row
-from ..errors import NonFiniteInput, NonFiniteRow, UnscorableInput, UnscorableRow
-from .compute import (
-    compute,
-    restore_blas_after_computations,
-    run_tasks,
-    single_threaded_blas,
-    single_threaded_blas_in_pools,
+from ..errors import InvalidParameterError, NonFiniteInput
+from .batches import (
+    TASKS_PER_THREAD,
+    ChunkReader,
+    batch_level,
+    batch_ranges,
+    load_batch,
+    map_batch,
+    on_chunk,
+    parallelism,
+    raise_first_failure,
+    reduce_batch,
+    row_offsets,
+    runs,
 )
-from .reduce import tree_reduce, tree_reduce_delayed
+from .compute import compute, restore_blas_after_computations, run_tasks, single_threaded_blas
+from .reduce import SPLIT_EVERY, tree_layer, tree_reduce, tree_reduce_delayed
+
+logger = logging.getLogger("streammix")
 
 # Rows per chunk when numpy input is split for the thread pool.
 NUMPY_CHUNK_ROWS = 65_536
@@ -51,16 +71,15 @@ NUMPY_CHUNK_ROWS = 65_536
 Unit = tuple[tuple[int, ...], Callable[..., Any], Callable[..., Any], tuple[Any, ...]]
 
 
-def _on_chunk(func: Callable[..., Any], chunk: Any, offset: int, *args: Any) -> Any:
-    """Run a chunk function, turning chunk-local row errors into global ones."""
-    chunk = np.asarray(chunk)
-    single_threaded_blas_in_pools()
-    try:
-        return func(chunk, offset, *args)
-    except NonFiniteRow as err:
-        raise NonFiniteInput(offset + err.row, first=False) from None
-    except UnscorableRow as err:
-        raise UnscorableInput(offset + err.row) from None
+# What ``cache="memory"`` may hold: this share of the workers' memory (of the
+# memory available, without a cluster); more falls back to re-reading.
+CACHE_SHARE = 0.5
+CACHE_MODES = ("memory",)
+
+# Decoded bytes up to which consecutive chunks are read and reduced as one leaf.
+LEAF_BYTES = 4 * 2**20
+
+_on_chunk = on_chunk
 
 
 def _first_bad(chunk: np.ndarray, offset: int) -> int:
@@ -70,6 +89,23 @@ def _first_bad(chunk: np.ndarray, offset: int) -> int:
 
 def _min_bad(a: int, b: int) -> int:
     return b if a < 0 else a if b < 0 else min(a, b)
+
+
+def _fold_run(
+    reader: ChunkReader,
+    run: Sequence[tuple[tuple[tuple[int, int], ...], Callable[..., Any], Callable[..., Any], Any]],
+    state: Any,
+    combine: Callable[[Any, Any], Any],
+    *args: Any,
+) -> Any:
+    """A run of :meth:`ChunkedData.fold`'s units in one task: each unit's chunks read
+    through ``reader`` (as ``(first row, rows)``), mapped, reduced and applied in order."""
+    for chunks, chunk_func, update, extra in run:
+        parts = [
+            _on_chunk(chunk_func, reader.read(o, o + n), o, state, *args, *extra) for o, n in chunks
+        ]
+        state = update(state, tree_reduce(parts, combine), *args)
+    return state
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -87,12 +123,25 @@ class ChunkedData:
     parts : tuple of (str, int)
         For input made of files (a Parquet dataset): each file's name and rows,
         in row order.
+    reader : ChunkReader, optional
+        How a task reads a chunk itself (input read through a reader): passes then
+        make one task per batch of chunks instead of one read task per chunk.
+    resident : tuple of dask Delayed
+        Batches of decoded chunks held in (cluster) memory (see :meth:`persist`),
+        ``SPLIT_EVERY ** resident_level`` chunks each.
     """
 
     array: Any
     row_chunks: tuple[int, ...]
     source: str = "array"
     parts: tuple[tuple[str, int], ...] = ()
+    reader: ChunkReader | None = None
+    resident: tuple[Any, ...] = ()
+    resident_level: int = 0
+    _offsets: tuple[int, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_offsets", row_offsets(self.row_chunks))
 
     @classmethod
     def from_numpy(cls, X: np.ndarray, chunk_rows: int = NUMPY_CHUNK_ROWS) -> ChunkedData:
@@ -125,7 +174,8 @@ class ChunkedData:
         )
         if x.dtype != np.dtype(dtype):
             x = x.astype(dtype)
-        return cls(x, rows, source, parts)
+        chunk_reader = ChunkReader(reader, np.dtype(dtype), d)
+        return cls(x, rows, source, parts, reader=chunk_reader)
 
     @classmethod
     def from_dask(cls, X: da.Array, source: str = "dask array") -> ChunkedData:
@@ -141,7 +191,8 @@ class ChunkedData:
 
     @property
     def n_features(self) -> int:
-        return int(self.array.shape[1])
+        """Columns (1 for the 1-D arrays that outputs are written from)."""
+        return int(self.array.shape[1]) if self.array.ndim > 1 else 1
 
     @property
     def dtype(self) -> np.dtype:
@@ -149,7 +200,12 @@ class ChunkedData:
 
     @property
     def offsets(self) -> tuple[int, ...]:
-        return tuple(int(o) for o in np.cumsum((0, *self.row_chunks[:-1])))
+        """The first row of every chunk."""
+        return self._offsets
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.row_chunks)
 
     def _numpy_chunks(self) -> list[tuple[np.ndarray, int]]:
         return [
@@ -163,7 +219,10 @@ class ChunkedData:
         combine: Callable[[Any, Any], Any] = operator.add,
         label: str = "pass",
     ) -> Any:
-        """``combine``-reduce of ``func(chunk, row_offset, *args)`` over all chunks.
+        """``combine``-reduce of ``func(rows, row_offset, *args)`` over all chunks.
+
+        ``func`` must be a sum over rows: for lazy data, ``rows`` is a leaf of
+        consecutive chunks read at once (see :attr:`leaf_level`).
 
         Raises :class:`NonFiniteInput` naming the first row with NaN/inf when
         any chunk holds one.
@@ -181,13 +240,7 @@ class ChunkedData:
         label: str,
     ) -> Any:
         if self.is_lazy:
-            blocks = self.array.to_delayed().ravel()
-            shared = [delayed(a, traverse=False) for a in args]
-            parts = [
-                delayed(_on_chunk, pure=True)(func, b, o, *shared)
-                for b, o in zip(blocks, self.offsets, strict=True)
-            ]
-            (result,) = compute(tree_reduce_delayed(parts, combine), label=label)
+            (result,) = compute(self.reduce_graph(func, *args, combine=combine), label=label)
             return result
         chunks = self._numpy_chunks()
         with single_threaded_blas():
@@ -198,6 +251,91 @@ class ChunkedData:
                 with ThreadPoolExecutor(workers) as pool:
                     parts = list(pool.map(lambda co: _on_chunk(func, co[0], co[1], *args), chunks))
         return tree_reduce(parts, combine)
+
+    def reduce_graph(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        combine: Callable[[Any, Any], Any] = operator.add,
+        threads: int | None = None,
+    ) -> Delayed:
+        """The graph :meth:`map_reduce` computes for lazy data (built, not run).
+
+        About ``TASKS_PER_THREAD x threads`` batch tasks (``threads``: the worker
+        threads, by default those of the current cluster), each reducing a batch
+        of consecutive leaves (see :attr:`leaf_level`) aligned with the reduction
+        tree, then the upper levels of the tree: the order of additions depends
+        only on the chunking, never on the batching.
+        """
+        spans = self.leaf_spans()
+        if self.resident:
+            level, deps = self.resident_level, list(self.resident)
+            sources: list[Any] = [d.key for d in self.resident]
+        else:
+            level = batch_level(len(spans), parallelism() if threads is None else threads)
+            sources, deps = self._batch_sources(level)
+        token = uuid.uuid4().hex
+        shared = [delayed(a, traverse=False) for a in args]
+        layer: dict[Any, Any] = {
+            f"batch-{token}-{i}": (
+                reduce_batch,
+                src,
+                spans[r.start : r.stop],
+                func,
+                combine,
+                *(a.key for a in shared),
+            )
+            for i, (src, r) in enumerate(zip(sources, batch_ranges(len(spans), level), strict=True))
+        }
+        top = tree_layer(layer, list(layer), combine, f"combine-{token}")
+        return Delayed(top, HighLevelGraph.from_collections(top, layer, [*deps, *shared]))
+
+    @property
+    def leaf_level(self) -> int:
+        """Chunk functions of :meth:`map_reduce` see runs of ``SPLIT_EVERY **
+        leaf_level`` consecutive chunks at once (aligned with the reduction tree):
+        as many as fit in ``LEAF_BYTES`` (at least one chunk), so that small chunks
+        are read together and the kernel sees large matrix products. It depends on
+        the chunking, the width and the dtype only."""
+        rows = max(self.row_chunks) if self.row_chunks else 1
+        width = max(1, self.n_features * self.dtype.itemsize)
+        level = 0
+        while (
+            SPLIT_EVERY**level < self.n_chunks
+            and SPLIT_EVERY ** (level + 1) * rows * width <= LEAF_BYTES
+        ):
+            level += 1
+        return level
+
+    def leaf_spans(self) -> np.ndarray:
+        """The rows of every leaf, in order: shape ``(n_leaves, 2)``, start and stop."""
+        bounds = np.array((*self.offsets, self.n_rows), dtype=np.int64)
+        step = SPLIT_EVERY**self.leaf_level
+        starts = bounds[:-1:step]
+        stops = np.append(starts[1:], self.n_rows) if len(starts) else starts
+        return np.stack([starts, stops], axis=1)
+
+    def _leaves(self) -> list[range]:
+        return batch_ranges(self.n_chunks, self.leaf_level)
+
+    def _batch_sources(self, level: int) -> tuple[list[Any], list[Any]]:
+        """What each batch task (``SPLIT_EVERY ** level`` leaves) takes its rows
+        from, as graph references, and the collections they belong to: the shared
+        reader, or (data without one) its leaves' blocks of the dask array."""
+        leaves = self._leaves()
+        batches = batch_ranges(len(leaves), level)
+        if self.reader is not None:
+            node = self._reader_node()
+            return [node.key] * len(batches), [node]
+        refs = [[[self._block_key(c) for c in leaves[j]] for j in b] for b in batches]
+        return refs, [self.array]
+
+    def _block_key(self, c: int) -> tuple[Any, ...]:
+        """The graph key of the dask array's block of chunk ``c`` (2-D or 1-D)."""
+        return (self.array.name, c, 0) if self.array.ndim > 1 else (self.array.name, c)
+
+    def _reader_node(self) -> Delayed:
+        return delayed(self.reader, name=f"reader-{self.array.name}", traverse=False)
 
     def first_nonfinite_row(self) -> int:
         """Index of the first row holding NaN or infinity (-1 when none)."""
@@ -251,18 +389,54 @@ class ChunkedData:
         label: str = "tasks",
     ) -> list[Any]:
         """``func(chunk, row_offset, chunk_index, *args)`` for ``chunks`` (default all),
-        computed now, one task per chunk (reported to ``progress`` as they finish).
-        Results in the order of ``chunks``."""
-        todo = range(len(self.row_chunks)) if chunks is None else list(chunks)
+        computed now (reported to ``progress`` as they finish). Lazy data make a
+        few tasks per worker thread, each walking a run of consecutive chunks; a
+        lost worker's tasks are run again by Dask, so ``func`` must be safe to
+        repeat. Results in the order of ``chunks``."""
+        todo = list(range(self.n_chunks)) if chunks is None else list(chunks)
         if not todo:
             return []
-        blocks = self.blocks()
+        if not self.is_lazy:
+            blocks = self.blocks()
+            shared = [delayed(a, traverse=False) for a in args]
+            tasks = [
+                delayed(_on_chunk, pure=True)(func, blocks[c], self.offsets[c], c, *shared)
+                for c in todo
+            ]
+            return run_tasks(tasks, progress, label)
+        bounds = (*self.offsets, self.n_rows)
+        per_read = SPLIT_EVERY**self.leaf_level
+        batches = [runs(run, per_read) for run in runs(todo, _run_size(len(todo), parallelism()))]
+        token = uuid.uuid4().hex
         shared = [delayed(a, traverse=False) for a in args]
-        tasks = [
-            delayed(_on_chunk, pure=True)(func, blocks[c], self.offsets[c], c, *shared)
-            for c in todo
-        ]
-        return run_tasks(tasks, progress, label)
+        if self.reader is not None:
+            node = self._reader_node()
+            sources: list[Any] = [node.key] * len(batches)
+            deps: list[Any] = [node]
+        else:
+            sources = [[[self._block_key(c) for c in g] for g in groups] for groups in batches]
+            deps = [self.array]
+        layer: dict[Any, Any] = {
+            f"{label}-{token}-{i}": (
+                map_batch,
+                src,
+                np.array(
+                    [(c, bounds[c], bounds[c + 1]) for g in groups for c in g], dtype=np.int64
+                ),
+                np.array([len(g) for g in groups], dtype=np.int64),
+                token,
+                func,
+                *(a.key for a in shared),
+            )
+            for i, (src, groups) in enumerate(zip(sources, batches, strict=True))
+        }
+        name = f"{label}-{token}"
+        graph = HighLevelGraph.from_collections(name, layer, [*deps, *shared])
+        tasks = [Delayed(key, graph, layer=name) for key in layer]
+        sizes = [sum(len(g) for g in groups) for groups in batches]
+        results = run_tasks(tasks, progress, label, sizes=sizes)
+        raise_first_failure(results, token)
+        return [r for batch in results for r in batch]
 
     def fold(
         self,
@@ -290,9 +464,24 @@ class ChunkedData:
                     ]
                     state = update(state, tree_reduce(parts, combine), *args)
             return state
-        blocks = self.blocks()
-        node: Any = delayed(state, traverse=False)
         shared = [delayed(a, traverse=False) for a in args]
+        if self.reader is not None:
+            # Runs of consecutive units, each one task that reads its units' rows itself:
+            # O(workers) tasks per epoch instead of a read and a task per chunk; the
+            # updates, in order, are those of one unit per task.
+            size = max(1, -(-len(plan) // (TASKS_PER_THREAD * parallelism())))
+            node = delayed(state, traverse=False)
+            reader = self._reader_node()
+            for start in range(0, len(plan), size):
+                run = [
+                    (tuple((offsets[c], self.row_chunks[c]) for c in chunks), f, u, e)
+                    for chunks, f, u, e in plan[start : start + size]
+                ]
+                node = delayed(_fold_run, pure=True)(reader, run, node, combine, *shared)
+            (final,) = compute(node, label=label)
+            return final
+        blocks = self.blocks()
+        node = delayed(state, traverse=False)
         for chunks, chunk_func, update, extra in plan:
             parts = [
                 delayed(_on_chunk, pure=True)(
@@ -384,8 +573,75 @@ class ChunkedData:
         (out,) = compute(self.array, label="gather")
         return np.asarray(out)
 
-    def persist(self) -> ChunkedData:
-        """The same data held in (cluster) memory, for data that fit there."""
-        if not self.is_lazy:
+    def persist(self, threads: int | None = None) -> ChunkedData:
+        """The same data, its decoded chunks held in (cluster) memory in batches
+        (one task each, results left on the workers, spilled by Dask under memory
+        pressure), for data that fit there. Passes of :meth:`map_reduce` then read
+        nothing; a batch lost with its worker is read again by Dask."""
+        if not self.is_lazy or self.resident:
             return self
-        return ChunkedData(self.array.persist(), self.row_chunks, self.source, self.parts)
+        spans = self.leaf_spans()
+        level = batch_level(len(spans), parallelism() if threads is None else threads)
+        token = uuid.uuid4().hex
+        sources, deps = self._batch_sources(level)
+        layer: dict[Any, Any] = {
+            f"resident-{token}-{i}": (load_batch, src, spans[r.start : r.stop])
+            for i, (src, r) in enumerate(zip(sources, batch_ranges(len(spans), level), strict=True))
+        }
+        graph = HighLevelGraph.from_collections(f"resident-{token}", layer, deps)
+        loads = [Delayed(key, graph, layer=f"resident-{token}") for key in layer]
+        held = dask.persist(*loads)
+        return replace(self, resident=tuple(held), resident_level=level)
+
+    def cache(self, mode: str | None = "memory") -> ChunkedData:
+        """The data held as :meth:`persist` does when ``mode`` is ``"memory"`` and
+        the decoded chunks fit in ``CACHE_SHARE`` of the workers' memory;
+        otherwise the same data, re-read every pass.
+
+        Raises
+        ------
+        InvalidParameterError
+            An unknown ``mode``.
+        """
+        if mode is None or not self.is_lazy:
+            return self
+        if mode not in CACHE_MODES:
+            raise InvalidParameterError(
+                f"The 'cache' parameter must be one of {CACHE_MODES} or None. Got {mode!r} instead."
+            )
+        size = self.n_rows * self.n_features * self.dtype.itemsize
+        room = _memory_room()
+        if room is not None and size > CACHE_SHARE * room:
+            logger.info(
+                "cache='memory': the data (%.3g GB decoded) do not fit in %d%% of the "
+                "workers' memory (%.3g GB); reading every pass instead",
+                size / 1e9,
+                int(CACHE_SHARE * 100),
+                room / 1e9,
+            )
+            return self
+        return self.persist()
+
+
+def _run_size(n_chunks: int, threads: int) -> int:
+    """Chunks per task of a pass over ``n_chunks`` chosen chunks."""
+    return max(1, -(-n_chunks // (TASKS_PER_THREAD * threads)))
+
+
+def _memory_room() -> float | None:
+    """Bytes the workers may hold (None: no limit known)."""
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None:
+        workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
+        limits = [float(w.get("memory_limit") or 0) for w in workers]
+        return None if not limits or 0 in limits else sum(limits)
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return float(psutil.virtual_memory().available)

@@ -55,3 +55,20 @@ def tree_reduce_delayed(
             for i in range(0, len(level), split_every)
         ]
     return level[0]
+
+
+def tree_layer(layer: dict[Any, Any], keys: Sequence[Any], combine: Any, prefix: str) -> Any:
+    """Add to a task graph ``layer`` the same reduction of the tasks ``keys`` (graph
+    tasks named ``prefix``-level-index); returns the key of the result."""
+    level = list(keys)
+    if not level:
+        raise ValueError("nothing to reduce")
+    depth = 0
+    while len(level) > 1:
+        above = []
+        for i in range(0, len(level), SPLIT_EVERY):
+            key = f"{prefix}-{depth}-{i // SPLIT_EVERY}"
+            layer[key] = (_combine_all, combine, *level[i : i + SPLIT_EVERY])
+            above.append(key)
+        level, depth = above, depth + 1
+    return level[0]
