@@ -21,6 +21,7 @@ from .errors import (
     StreammixError,
 )
 from .estimators import (
+    BayesianGaussianMixture,
     GaussianMixture,
     KernelDensity,
     OnlineGaussianMixture,
@@ -38,6 +39,7 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0+unknown"
 
 __all__ = [
+    "BayesianGaussianMixture",
     "ConvergenceWarning",
     "DegenerateComponentError",
     "GaussianMixture",

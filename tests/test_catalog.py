@@ -24,7 +24,8 @@ from streammix.pipeline import load_pipeline
 
 from .test_cli import assert_one_line_error, run
 
-ARRAYS = ("weights_init", "means_init", "precisions_init")
+# Array parameters, which a command line or a pipeline key cannot hold.
+ARRAYS = ("weights_init", "means_init", "precisions_init", "mean_prior", "covariance_prior")
 
 
 def cli_options(command: str, *args: str) -> dict:
@@ -64,7 +65,15 @@ def test_fit_help_offers_lowrank_and_rank():
     _, text, _ = run("fit", "--help")
     assert "lowrank" in text and "--rank INTEGER" in text
     assert "--random-state, --seed" in text and "--init-params, --init" in text
-    for section in ("Data:", "Model:", "EM:", "Online EM:", "Outlier detector:", "Cluster:"):
+    for section in (
+        "Data:",
+        "Model:",
+        "EM:",
+        "Online EM:",
+        "Outlier detector:",
+        "Bayesian:",
+        "Cluster:",
+    ):
         assert section in text
 
 
@@ -73,7 +82,7 @@ def test_shown_defaults_come_from_the_estimators_signatures():
     text = " ".join(text.split())
     gm = inspect.signature(sm.GaussianMixture).parameters
     online = inspect.signature(sm.OnlineGaussianMixture).parameters
-    assert f"batch only; default: {gm['tol'].default:g}]" in text
+    assert f"batch, bayesian only; default: {gm['tol'].default:g}]" in text
     assert f"online only; default: {online['learning_decay'].default:g}]" in text
     reg = inspect.signature(sm.OutlierDetector).parameters["reg_covar"].default
     assert f"{reg:g} (detector)" in text

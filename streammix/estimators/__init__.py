@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import ModelFileError
 from ..io.location import Location, as_location
 from ..io.modelfile import read_model_dir
+from .bayesian_mixture import BayesianGaussianMixture
 from .density import MixtureDensity
 from .gaussian_mixture import GaussianMixture
 from .kernel_density import KernelDensity
@@ -24,7 +25,13 @@ from .selection import Selection, select
 # The kind written in a model's metadata -> the class that reads it.
 KINDS: dict[str, Any] = {
     cls.__name__: cls
-    for cls in (GaussianMixture, OnlineGaussianMixture, OutlierDetector, KernelDensity)
+    for cls in (
+        GaussianMixture,
+        OnlineGaussianMixture,
+        OutlierDetector,
+        KernelDensity,
+        BayesianGaussianMixture,
+    )
 }
 
 
@@ -55,6 +62,7 @@ def load(path: str | os.PathLike[str] | Location) -> Any:
 
 __all__ = [
     "KINDS",
+    "BayesianGaussianMixture",
     "GaussianMixture",
     "KernelDensity",
     "MixtureDensity",

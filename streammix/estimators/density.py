@@ -202,6 +202,11 @@ class MixtureDensity(Estimator):
             np.asarray(self.precisions_cholesky_, dtype=np.float64),
         )
 
+    def scoring_params(self) -> tuple[MixtureParams, float]:
+        """The mixture and the constant whose log-density plus that constant is
+        :meth:`score_samples`: what jobs score rows with (``params_`` and 0 here)."""
+        return self.params_, 0.0
+
     def _set_params(self, params: MixtureParams, n_features: int, dtype: Any = np.float64) -> None:
         """Take ``params`` as the fitted attributes, in ``dtype`` (the training data's)."""
         dt = np.dtype(dtype)

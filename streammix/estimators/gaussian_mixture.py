@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._random import as_generator, draw_entropy
-from .._validation import Constraint, Interval, IsBool, Options
+from .._validation import Constraint, Interval, IsBool, IsNone, Options
 from ..core.missing import MISSING_POLICIES
 from ..engine.batch_em import (
     EMCheckpoint,
@@ -28,7 +28,7 @@ from ..engine.batch_em import (
     run_em,
 )
 from ..engine.compute import blas_guarded
-from ..engine.data import ChunkedData
+from ..engine.data import CACHE_MODES, ChunkedData
 from ..engine.init import initial_params, params_frame
 from ..errors import ConvergenceWarning, InvalidInputError
 from .density import MixtureDensity
@@ -95,6 +95,10 @@ class GaussianMixture(EMEstimator):
     persist : bool, default=False
         Hold lazy input in (cluster) memory for the fit instead of re-reading it
         every iteration; only for data that fit there.
+    cache : {"memory"} or None, default=None
+        ``"memory"``: like ``persist``, but only when the decoded data fit in half
+        of the workers' memory (Dask spills under pressure and reads a lost
+        worker's share again); otherwise the data are re-read every iteration.
     missing : {"error", "em"}, default="error"
         NaN in the data: an error naming the first such row, or missing values
         handled exactly by EM (Ghahramani & Jordan 1994: responsibilities from
@@ -137,6 +141,7 @@ class GaussianMixture(EMEstimator):
         "verbose": [Interval("int", 0, None, "left")],
         "verbose_interval": [Interval("int", 1, None, "left")],
         "persist": [IsBool()],
+        "cache": [Options(CACHE_MODES), IsNone()],
         "missing": [Options(MISSING_POLICIES)],
     }
 
@@ -161,6 +166,7 @@ class GaussianMixture(EMEstimator):
         on_degenerate: str = "error",
         persist: bool = False,
         missing: str = "error",
+        cache: str | None = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -180,6 +186,7 @@ class GaussianMixture(EMEstimator):
         self.on_degenerate = on_degenerate
         self.persist = persist
         self.missing = missing
+        self.cache = cache
 
     # -------------------------------------------------------------------- fit
     @blas_guarded
@@ -218,6 +225,7 @@ class GaussianMixture(EMEstimator):
             )
         if self.persist:
             data = data.persist()
+        data = data.cache(self.cache)
         start_iteration = 0
         prior = self._prior_bounds()
         if resume is not None:

@@ -34,7 +34,12 @@ from ..core.families import COVARIANCE_TYPES, CovarianceFamily, get_family
 from ..core.kde_math import BANDWIDTH_RULES
 from ..errors import InvalidInputError
 
-MIXTURE_KINDS = ("GaussianMixture", "OnlineGaussianMixture", "OutlierDetector")
+MIXTURE_KINDS = (
+    "GaussianMixture",
+    "OnlineGaussianMixture",
+    "OutlierDetector",
+    "BayesianGaussianMixture",
+)
 KDE_KIND = "KernelDensity"
 KINDS = (*MIXTURE_KINDS, KDE_KIND)
 """Every kind of model a model directory can hold."""
@@ -236,6 +241,24 @@ STREAM_HISTORY = table(
     required=("batch", "rows", "log_likelihood", "flagged_share"),
 )
 HYPERPARAMETERS = table({}, open_values=scalar)
+# A variational mixture's resolved scalar priors, and whether the array priors (saved
+# as the arrays ``mean_prior`` and ``covariance_prior``) were given or taken from data.
+VARIATIONAL = table(
+    {
+        "weight_concentration_prior": number(0.0, low_open=True),
+        "mean_precision_prior": number(0.0, low_open=True),
+        "degrees_of_freedom_prior": number(0.0, low_open=True),
+        "mean_prior_given": boolean,
+        "covariance_prior_given": boolean,
+    },
+    required=(
+        "weight_concentration_prior",
+        "mean_precision_prior",
+        "degrees_of_freedom_prior",
+        "mean_prior_given",
+        "covariance_prior_given",
+    ),
+)
 KDE_REFERENCE = table(
     {"stored": boolean, "path": optional(text), "array": text, "dtype": float_dtype},
     required=("stored", "path", "array"),
@@ -308,6 +331,9 @@ finite number; got '-10'.
     if kind == "OutlierDetector":
         fields["calibration"] = CALIBRATION
         required.append("calibration")
+    if kind == "BayesianGaussianMixture":
+        fields["variational"] = VARIATIONAL
+        required.append("variational")
     _check_fields(meta, fields, tuple(required))
     _check_mixture_arrays(meta, arrays)
 
@@ -355,6 +381,8 @@ def _check_mixture_arrays(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarr
     # the statistics' shapes are checked where the engine reads them.
     state = {f"state_{name}": shape for name, shape in shapes.items()}
     state["state_frame_shift"] = (d,)
+    if meta.get("kind") == "BayesianGaussianMixture":
+        shapes.update(_variational_shapes(meta, family, k, d))
     for name in arrays:
         if name not in shapes and not (
             meta.get("kind") == "OnlineGaussianMixture" and name.startswith("state_")
@@ -364,6 +392,25 @@ def _check_mixture_arrays(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarr
     _check_arrays(arrays, state, required=False)
     for name, arr in arrays.items():
         _check_values(name, arr)
+
+
+def _variational_shapes(
+    meta: Mapping[str, Any], family: CovarianceFamily, k: int, d: int
+) -> dict[str, tuple[int, ...]]:
+    """Shapes of a variational mixture's posterior and prior arrays."""
+    hyper = meta.get("hyperparameters") or {}
+    process = hyper.get("weight_concentration_prior_type", "dirichlet_process")
+    one_of("dirichlet_process", "dirichlet_distribution")(
+        "hyperparameters.weight_concentration_prior_type", process
+    )
+    return {
+        "weight_concentration": (2, k) if process == "dirichlet_process" else (k,),
+        "mean_precision": (k,),
+        "degrees_of_freedom": (1,) if family.shared_covariance else (k,),
+        "mean_prior": (d,),
+        # the prior covariance in the layout of one component's covariances
+        "covariance_prior": family.covariance_shape(1, d),
+    }
 
 
 def _check_kde_arrays(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:

@@ -24,7 +24,13 @@ import numpy as np
 from ..engine.batch_em import EMCheckpoint, IterationReport
 from ..engine.online_em import OnlineCheckpoint
 from ..errors import InvalidInputError, InvalidParameterError
-from ..estimators import GaussianMixture, OnlineGaussianMixture, OutlierDetector, load
+from ..estimators import (
+    BayesianGaussianMixture,
+    GaussianMixture,
+    OnlineGaussianMixture,
+    OutlierDetector,
+    load,
+)
 from ..estimators.density import MixtureDensity
 from ..io.checkpoints import read_checkpoint, write_checkpoint
 from ..io.inputs import as_chunked, input_id
@@ -87,12 +93,14 @@ ESTIMATORS: dict[str, type[MixtureDensity]] = {
     "batch": GaussianMixture,
     "online": OnlineGaussianMixture,
     "detector": OutlierDetector,
+    "bayesian": BayesianGaussianMixture,
 }
 
 
 def make_estimator(method: str = "batch", **params: Any) -> MixtureDensity:
     """The estimator a fit job runs: batch EM (``GaussianMixture``), online (stepwise)
-    EM (``OnlineGaussianMixture``) or the robust ``OutlierDetector``, from its
+    EM (``OnlineGaussianMixture``), the robust ``OutlierDetector`` or variational
+    Bayesian EM (``BayesianGaussianMixture``), from its
     constructor parameters. Jobs are reproducible: ``random_state`` defaults to 0.
 
     Raises
@@ -168,6 +176,12 @@ def fit(
         contamination = None  # the detector calibrated itself at its contamination
     elif isinstance(estimator, OnlineGaussianMixture):
         _fit_online(estimator, ds, ckpt, resume, fingerprint, on_iteration)
+    elif isinstance(estimator, BayesianGaussianMixture):
+        if ckpt is not None:
+            raise InvalidParameterError(
+                "--checkpoint is not available for --method bayesian; fit without it."
+            )
+        estimator.fit(ds)
     elif isinstance(estimator, GaussianMixture):
         _fit_batch(estimator, ds, ckpt, resume, fingerprint, on_iteration)
     else:

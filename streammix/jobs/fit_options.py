@@ -18,6 +18,7 @@ from typing import Any
 from ..core.families import COVARIANCE_TYPES
 from ..core.missing import MISSING_POLICIES
 from ..core.mstep import DEGENERATE_POLICIES
+from ..engine.data import CACHE_MODES
 from ..engine.init import INIT_METHODS
 from ..estimators import OnlineGaussianMixture
 from . import fit_job
@@ -30,7 +31,7 @@ CONTAMINATION_BOUNDS = Bounds(0, 0.5, low_open=True)
 """A share of outliers: more than half would make the inliers the outliers."""
 
 
-REQUIRED_BY_METHOD: dict[str, tuple[str, ...]] = {"n_components": ("batch", "online")}
+REQUIRED_BY_METHOD: dict[str, tuple[str, ...]] = {"n_components": ("batch", "online", "bayesian")}
 """Options a method needs although its estimator has a default: a mixture's size
 is the user's choice, while the detector's default (one robust component) is
 its recipe."""
@@ -44,7 +45,8 @@ ESTIMATOR_OPTIONS: tuple[Option, ...] = (
     Option(
         "method",
         TEXT,
-        "Batch EM, one-pass stepwise (online) EM, or the robust outlier detector.",
+        "Batch EM, one-pass stepwise (online) EM, the robust outlier detector, or "
+        "variational Bayesian EM (components found by the data).",
         default="batch",
         choices=METHODS,
         group="Model",
@@ -117,6 +119,14 @@ ESTIMATOR_OPTIONS: tuple[Option, ...] = (
         "EM",
     ),
     _param(
+        "cache",
+        TEXT,
+        "Keep the decoded chunks in worker memory between iterations when they fit "
+        "(otherwise read them every iteration).",
+        "EM",
+        choices=CACHE_MODES,
+    ),
+    _param(
         "missing",
         TEXT,
         "NaN in DATA: fail naming the first row, or handle missing entries exactly in EM.",
@@ -153,6 +163,32 @@ ESTIMATOR_OPTIONS: tuple[Option, ...] = (
         "(--method detector: the detector's contamination).",
         "Outputs",
         bounds=CONTAMINATION_BOUNDS,
+    ),
+    _param(
+        "weight_concentration_prior_type",
+        TEXT,
+        "Prior on the weights: a Dirichlet process (stick-breaking) or distribution.",
+        "Bayesian",
+        choices=("dirichlet_process", "dirichlet_distribution"),
+    ),
+    _param(
+        "weight_concentration_prior",
+        NUMBER,
+        "Concentration of the weights' prior (default 1 / n_components); small values "
+        "leave components empty.",
+        "Bayesian",
+    ),
+    _param(
+        "mean_precision_prior",
+        NUMBER,
+        "Precision of the means' prior (default 1).",
+        "Bayesian",
+    ),
+    _param(
+        "degrees_of_freedom_prior",
+        NUMBER,
+        "Degrees of freedom of the precisions' Wishart prior (default n_features).",
+        "Bayesian",
     ),
     _param("trim", NUMBER, "Share of least likely rows ignored while fitting.", "Outlier detector"),
     _param("max_trim_steps", INTEGER, "Trimming steps at most.", "Outlier detector"),

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.variational import EFFECTIVE_WEIGHT, effective_components
 from ..estimators import load
 from ..io.location import Location, StorageOptions, as_location
 from ..io.modelfile import model_bytes, read_model_dir, resolve_model
@@ -38,6 +39,10 @@ def model_summary(
         "n_parameters": model.params_.n_parameters(),
         "bytes": model_bytes(src),
     }
+    if hasattr(model, "weight_concentration_"):
+        # a variational fit: how many of its components the data kept
+        summary["effective_components"] = effective_components(model.weights_)
+        summary["effective_weight_threshold"] = EFFECTIVE_WEIGHT
     if src != loc:
         summary["version"] = str(src)
     if getattr(model, "threshold_", None) is not None:

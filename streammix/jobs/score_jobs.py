@@ -62,8 +62,11 @@ def _score_task(
     out: OutputArrays,
     on_invalid: str,
     with_component: bool,
+    constant: float = 0.0,
 ) -> tuple[int, int]:
     ll, label = score_rows_masked(X, prep)
+    if constant:
+        ll += constant  # a model whose scores are a mixture's log-density plus a constant
     bad = np.isnan(ll)
     if bad.any() and on_invalid == "error":
         row = int(np.flatnonzero(bad)[0])
@@ -136,7 +139,8 @@ def _score_pass(
     if not todo:
         return 0
     output.mark_incomplete()
-    prep = prepare_for(model.params_, data)
+    params, offset = model.scoring_params()
+    prep = prepare_for(params, data)
     try:
         results = data.map_chunks(
             _score_task,
@@ -144,6 +148,7 @@ def _score_pass(
             output.arrays(),
             on_invalid,
             with_component,
+            offset,
             chunks=todo,
             progress=progress,
             label="score",
