@@ -291,6 +291,8 @@ def test_each_chunk_is_one_request_per_pass(fitted, env, s3):
 
 
 def test_a_killed_score_is_finished_by_a_rerun_with_identical_bytes(fitted, local, env, s3, fs):
+    # the killed run's lease expires after 6 s instead of a minute
+    env = {**env, "STREAMMIX_LEASE_TTL": "6"}
     with CountingProxy(s3.url, put_delay=0.5) as proxy:
         via = {**env, "AWS_ENDPOINT_URL": proxy.url}
         args = [

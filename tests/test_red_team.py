@@ -623,3 +623,17 @@ def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path):
         resume=True,
     )
     assert sm.load(tmp_path / "m").n_iter_ >= 1
+
+
+def test_the_object_store_lease_lifetime_comes_from_the_environment(monkeypatch):
+    from streammix.errors import InvalidParameterError
+    from streammix.io.lease import TTL, lease_ttl
+
+    monkeypatch.delenv("STREAMMIX_LEASE_TTL", raising=False)
+    assert lease_ttl() == TTL
+    monkeypatch.setenv("STREAMMIX_LEASE_TTL", "6")
+    assert lease_ttl() == 6.0
+    for bad in ("0.1", "nan", "soon"):
+        monkeypatch.setenv("STREAMMIX_LEASE_TTL", bad)
+        with pytest.raises(InvalidParameterError, match="STREAMMIX_LEASE_TTL"):
+            lease_ttl()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -41,7 +42,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import StreammixError
+from ..errors import InvalidParameterError, StreammixError
 from .location import Location
 
 try:
@@ -53,7 +54,28 @@ logger = logging.getLogger("streammix")
 
 SUFFIX = ".lease"
 TTL = 60.0
-"""Seconds an object-store lease lasts unless renewed."""
+"""Seconds an object-store lease lasts unless renewed; ``STREAMMIX_LEASE_TTL`` sets
+another (shorter: a killed run holds up the next one less long; longer: slower
+clocks and stores are tolerated)."""
+TTL_VARIABLE = "STREAMMIX_LEASE_TTL"
+
+
+def lease_ttl() -> float:
+    """The object-store lease's lifetime: ``STREAMMIX_LEASE_TTL`` or :data:`TTL`."""
+    text = os.environ.get(TTL_VARIABLE)
+    if text is None:
+        return TTL
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 3 * SETTLE):
+        raise InvalidParameterError(
+            f"{TTL_VARIABLE} must be a number of seconds >= {3 * SETTLE:g}; got {text!r}."
+        )
+    return value
+
+
 SETTLE = 0.5
 """Seconds between writing an object-store lease and reading it back."""
 POLL = 1.0
@@ -77,7 +99,7 @@ def _describe(doc: Any) -> str:
 
 @contextlib.contextmanager
 def holding(
-    target: Location, *, ttl: float = TTL, settle: float = SETTLE, poll: float = POLL
+    target: Location, *, ttl: float | None = None, settle: float = SETTLE, poll: float = POLL
 ) -> Iterator[None]:
     """Hold the lease of ``target`` for the block, waiting for another run's first.
 
@@ -97,7 +119,7 @@ def holding(
         with _locked_file(lease.url, target):
             yield
     else:
-        with _object_lease(lease, target, ttl, settle, poll):
+        with _object_lease(lease, target, lease_ttl() if ttl is None else ttl, settle, poll):
             yield
 
 
