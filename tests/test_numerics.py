@@ -291,6 +291,32 @@ def test_property_far_apart_tight_float32_mixtures_fit_to_float32_accuracy(seed)
     np.testing.assert_allclose(np.asarray(gm.covariances_, dtype=np.float64), truth, rtol=1e-4)
 
 
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_property_online_em_keeps_far_apart_tight_float32_components(seed):
+    """The same mixtures through OnlineGaussianMixture: a batch of every row from the
+    true start is one exact M-step, to float32 accuracy however far apart."""
+    from streammix.engine.data import ChunkedData
+
+    rng = np.random.default_rng(seed)
+    loc = float(10.0 ** rng.uniform(1, 4))
+    tight = float(10.0 ** rng.uniform(-4, -2)) * loc
+    n = 3000
+    X = np.concatenate([rng.normal(loc, tight, (n, 2)), rng.normal(-loc, loc / 1000, (n, 2))])
+    X32 = X[rng.permutation(2 * n)].astype(np.float32)
+    high = X32[:, 0] > 0
+    exact = X32.astype(np.float64)
+    truth = np.array([exact[high].var(axis=0), exact[~high].var(axis=0)]) + 1e-6
+    start = {
+        "weights_init": [0.5, 0.5],
+        "means_init": [exact[high].mean(0), exact[~high].mean(0)],
+        "precisions_init": 1.0 / truth,
+    }
+    om = sm.OnlineGaussianMixture(2, covariance_type="diag", **start)
+    om.partial_fit(ChunkedData.from_numpy(X32, 2 * n))
+    np.testing.assert_allclose(np.asarray(om.covariances_, dtype=np.float64), truth, rtol=1e-4)
+
+
 def _float32_model_and_overflow_rows(seed: int = 0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(2000, 3)).astype(np.float32)
