@@ -159,13 +159,17 @@ def global_dtype(request: Any) -> Any:
 
 @pytest.fixture(autouse=True)
 def _only_streammix(request: Any) -> None:
-    """test_mixture.py runs each test on scikit-learn's BayesianGaussianMixture too,
-    which streammix does not replace: those cases test scikit-learn alone."""
+    """test_mixture.py runs each test on scikit-learn's BayesianGaussianMixture too; here
+    those cases would test scikit-learn's class (streammix's runs them in
+    tests/test_sklearn_bayesian_suite.py)."""
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and isinstance(
         callspec.params.get("estimator"), BayesianGaussianMixture
     ):
-        pytest.skip("scikit-learn's BayesianGaussianMixture: not a streammix estimator")
+        pytest.skip(
+            "scikit-learn's BayesianGaussianMixture: streammix's is tested in "
+            "tests/test_sklearn_bayesian_suite.py"
+        )
 
 
 def _collect() -> dict[str, Any]:
