@@ -689,3 +689,19 @@ def test_credentials_never_reach_files_or_logs(local, env, s3, fs):
         assert s3.secret not in text
     for path in fs.find("work"):
         assert s3.secret.encode() not in fs.cat_file(path), path
+
+
+def test_a_follower_on_s3_writes_what_it_writes_locally(fitted, local, env, s3, fs, tmp_path):
+    follow = ["--threshold", -20, "--once", "--batch-rows", 4 * CHUNK]
+    cli(env, "stream", "s3://data/events.zarr", "--model", "s3://work/model",
+        "--output", "s3://work/live.zarr", *follow)  # fmt: skip
+    cli(env, "stream", local / "events.zarr", "--model", local / "model",
+        "--output", tmp_path / "live.zarr", *follow)  # fmt: skip
+    remote_out = zarr.open_group(store=remote(s3, "s3://work/live.zarr").zarr_store(), mode="r")
+    local_out = zarr.open_group(str(tmp_path / "live.zarr"), mode="r")
+    for name in ("log_likelihood", "flag"):
+        np.testing.assert_array_equal(remote_out[name][:], local_out[name][:])
+    a = sm.load(remote(s3, "s3://work/live.zarr/_stream/current"))
+    b = sm.load(tmp_path / "live.zarr" / "_stream" / "current")
+    assert a.consumed_["rows"] == b.consumed_["rows"] == ROWS
+    np.testing.assert_array_equal(a.means_, b.means_)

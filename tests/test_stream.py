@@ -291,3 +291,31 @@ def test_stream_and_update_are_pipeline_steps_and_plot_draws_a_stream(tmp_path):
     pytest.importorskip("matplotlib")
     run("plot", tmp_path / "live.zarr" / "_stream" / "current", "--output", tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_a_parquet_dataset_is_followed_as_files_are_added(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    X = rows(9 * CHUNK, seed=9)
+    data = tmp_path / "events.parquet"
+    data.mkdir()
+
+    def add(name: str, part: np.ndarray) -> None:
+        table = pa.table({f"f{j}": part[:, j] for j in range(D)})
+        pq.write_table(table, data / name, row_group_size=CHUNK)
+
+    start_model(tmp_path / "start")
+    follow = ["stream", data, "--model", tmp_path / "start", "--threshold", -9,
+              "--batch-rows", CHUNK, "--once", "--json"]  # fmt: skip
+    add("part-0.parquet", X[: 4 * CHUNK])
+    _, out, _ = run(*follow, "--output", tmp_path / "a.zarr")
+    assert json.loads(out)["rows_consumed"] == 4 * CHUNK
+    add("part-1.parquet", X[4 * CHUNK :])
+    _, out, _ = run(*follow, "--output", tmp_path / "a.zarr")
+    assert json.loads(out)["batches"] == 5 and json.loads(out)["rows_consumed"] == 9 * CHUNK
+    run(*follow, "--output", tmp_path / "b.zarr")  # one follower over the final dataset
+    assert tree_digest(tmp_path / "a.zarr") == tree_digest(tmp_path / "b.zarr")
+    # a file inserted before the others moves the rows the model has learned: refused
+    add("part-00.parquet", X[:CHUNK])
+    code, _, err = run(*follow, "--output", tmp_path / "a.zarr", check=False)
+    assert_one_line_error(code, err, 3, "changed")
