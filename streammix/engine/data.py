@@ -99,13 +99,30 @@ def _fold_run(
     *args: Any,
 ) -> Any:
     """A run of :meth:`ChunkedData.fold`'s units in one task: each unit's chunks read
-    through ``reader`` (as ``(first row, rows)``), mapped, reduced and applied in order."""
+    through ``reader`` (as ``(first row, rows)``; consecutive ones in one read), mapped
+    chunk by chunk, reduced and applied in order."""
     for chunks, chunk_func, update, extra in run:
-        parts = [
-            _on_chunk(chunk_func, reader.read(o, o + n), o, state, *args, *extra) for o, n in chunks
-        ]
+        parts = []
+        for span in _consecutive(chunks):
+            first = span[0][0]
+            rows = reader.read(first, span[-1][0] + span[-1][1])
+            parts += [
+                _on_chunk(chunk_func, rows[o - first : o - first + n], o, state, *args, *extra)
+                for o, n in span
+            ]
         state = update(state, tree_reduce(parts, combine), *args)
     return state
+
+
+def _consecutive(chunks: Sequence[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """``(first row, rows)`` chunks in runs whose rows follow on, in the given order."""
+    spans: list[list[tuple[int, int]]] = []
+    for o, n in chunks:
+        if spans and spans[-1][-1][0] + spans[-1][-1][1] == o:
+            spans[-1].append((o, n))
+        else:
+            spans.append([(o, n)])
+    return spans
 
 
 @dataclass(frozen=True, slots=True, eq=False)
