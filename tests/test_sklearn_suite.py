@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import os
 import types
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import sklearn
 from sklearn.mixture import BayesianGaussianMixture
 
-SUITE_DIR = Path(sklearn.__file__).parent / "mixture" / "tests"
+from .sklearn_suites import load_swapped
+
 SUITE_FILES = ("test_gaussian_mixture.py", "test_mixture.py")
 
 # The one line per file that names scikit-learn's estimator, and what replaces it.
@@ -107,23 +106,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::streammix.errors.ConvergenceWar
 def _load(filename: str, streammix_exceptions: bool = False) -> types.ModuleType:
     """The scikit-learn test module ``filename`` with streammix's GaussianMixture (and,
     with ``streammix_exceptions``, streammix's NotFittedError and ConvergenceWarning)."""
-    source = (SUITE_DIR / filename).read_text()
-    swapped = 0
-    for old, new in IMPORT_SWAPS.items():
-        swapped += source.count(old)
-        source = source.replace(old, new)
-    # Exactly one swap per file: a file that changed its imports must not silently
-    # test scikit-learn against itself.
-    assert swapped == 1, f"{filename}: expected one GaussianMixture import, found {swapped}"
-    assert "sklearn.mixture import GaussianMixture" not in source
-    if streammix_exceptions:
-        assert source.count(EXCEPTIONS_IMPORT) == 1, f"{filename}: exceptions import moved"
-        source = source.replace(EXCEPTIONS_IMPORT, STREAMMIX_EXCEPTIONS)
-    suffix = "_streammix_exceptions" if streammix_exceptions else ""
-    module = types.ModuleType(f"sklearn_suite_{filename[:-3]}{suffix}")
-    module.__file__ = str(SUITE_DIR / filename)
-    exec(compile(source, module.__file__, "exec"), module.__dict__)
-    return module
+    exceptions = (EXCEPTIONS_IMPORT, STREAMMIX_EXCEPTIONS) if streammix_exceptions else None
+    return load_swapped(filename, "GaussianMixture", IMPORT_SWAPS, exceptions, "sklearn_suite")
 
 
 def _random_seeds() -> list[int]:
