@@ -161,15 +161,20 @@ def test_given_priors_are_used_as_sklearn_uses_them():
     np.testing.assert_array_equal(ours.mean_prior_, priors["mean_prior"])
 
 
-def test_results_do_not_depend_on_the_chunking(tmp_path):
+def test_results_do_not_depend_on_the_chunking_or_the_format(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
     X = blobs()
+    table = pa.table({f"x{j}": X[:, j] for j in range(X.shape[1])})
+    pq.write_table(table, tmp_path / "x.parquet", row_group_size=700)
     fits = [
         sm.BayesianGaussianMixture(5, random_state=0, max_iter=300).fit(data)
-        for data in (X, as_zarr(tmp_path, X, 50))
+        for data in (X, as_zarr(tmp_path, X, 50), str(tmp_path / "x.parquet"))
     ]
-    assert fits[0].n_iter_ == fits[1].n_iter_
-    for name in FITTED:
-        assert max_relative(getattr(fits[0], name), getattr(fits[1], name)) < 1e-9, name
+    for other in fits[1:]:
+        assert fits[0].n_iter_ == other.n_iter_
+        for name in FITTED:
+            assert max_relative(getattr(fits[0], name), getattr(other, name)) < 1e-9, name
 
 
 def test_superfluous_components_get_no_weight():

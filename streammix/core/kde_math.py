@@ -54,13 +54,16 @@ _LOG_2PI = math.log(2.0 * math.pi)
 SINGULAR_RATIO = 1e-12
 
 
-def bandwidth_factor(rule: str, n_samples: int, n_features: int) -> float:
+def bandwidth_factor(rule: str, n_samples: float, n_features: int) -> float:
     """The factor multiplying the data's standard deviations, as in scipy's ``gaussian_kde``.
 
     Parameters
     ----------
     rule : {"scott", "silverman"}
-    n_samples, n_features : int
+    n_samples : float
+        The rows, or the sum of their weights (repeated-row semantics; scipy's
+        weighted ``gaussian_kde`` uses Kish's effective size instead).
+    n_features : int
 
     Examples
     --------
@@ -109,14 +112,23 @@ class MomentStats:
         return cls(0.0, np.zeros(d), np.zeros((d, d)), shift)
 
     @classmethod
-    def of_rows(cls, X: np.ndarray, shift: np.ndarray) -> MomentStats:
-        """Statistics of the rows of ``X`` (float64 arithmetic, two passes)."""
+    def of_rows(
+        cls, X: np.ndarray, shift: np.ndarray, weights: np.ndarray | None = None
+    ) -> MomentStats:
+        """Statistics of the rows of ``X`` (float64 arithmetic, two passes); with
+        ``weights`` (positive), each row counts its weight and ``n`` is their sum."""
         if X.shape[0] == 0:
             return cls.zero(shift)
         y = np.subtract(X, shift, dtype=np.float64)
-        mean = y.mean(axis=0)
+        if weights is None:
+            mean = y.mean(axis=0)
+            y -= mean
+            return cls(float(X.shape[0]), mean, y.T @ y, shift)
+        w = np.asarray(weights, dtype=np.float64)
+        n = float(w.sum())
+        mean = (w @ y) / n
         y -= mean
-        return cls(float(X.shape[0]), mean, y.T @ y, shift)
+        return cls(n, mean, (y * w[:, None]).T @ y, shift)
 
     def __add__(self, other: MomentStats) -> MomentStats:
         if not isinstance(other, MomentStats):
@@ -160,7 +172,7 @@ def kernel_cholesky(
     """
     d = stats.shift.shape[0]
     if isinstance(bandwidth, str):
-        factor = bandwidth_factor(bandwidth, int(stats.n), d)
+        factor = bandwidth_factor(bandwidth, stats.n, d)
         data_cov = stats.covariance(ddof=1)
         try:
             data_chol = np.linalg.cholesky(data_cov)
@@ -199,7 +211,7 @@ class KernelPrep:
     log_norm: float
 
     @classmethod
-    def build(cls, centre: np.ndarray, cholesky: np.ndarray, n_reference: int) -> KernelPrep:
+    def build(cls, centre: np.ndarray, cholesky: np.ndarray, n_reference: float) -> KernelPrep:
         """From the kernel covariance's lower Cholesky factor ``L`` (diagonal > 0)."""
         L = np.asarray(cholesky, dtype=np.float64)
         d = L.shape[0]
@@ -224,14 +236,21 @@ def whiten(X: np.ndarray, prep: KernelPrep) -> np.ndarray:
 
 
 def _block_logsumexp(
-    zq: np.ndarray, half_q: np.ndarray, zr: np.ndarray, half_r: np.ndarray
+    zq: np.ndarray,
+    half_q: np.ndarray,
+    zr: np.ndarray,
+    half_r: np.ndarray,
+    log_w: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``log sum_j exp(-||zq_i - zr_j||^2 / 2)`` for every row ``i`` of a sub-block."""
+    """``log sum_j w_j exp(-||zq_i - zr_j||^2 / 2)`` for every row ``i`` of a
+    sub-block (``w_j = 1`` without ``log_w``)."""
     g = zq @ zr.T  # the GEMM: zq.zr = (|zq|^2 + |zr|^2 - ||zq - zr||^2) / 2
     g -= half_q[:, None]
     g -= half_r[None, :]
     # Rounding can leave slightly positive values for near-identical rows.
     np.minimum(g, 0.0, out=g)
+    if log_w is not None:
+        g += log_w[None, :]
     top = g.max(axis=1)
     g -= top[:, None]
     np.exp(g, out=g)
@@ -243,6 +262,7 @@ def partial_logsumexp(
     Zr: np.ndarray,
     query_rows: int = QUERY_ROWS,
     ref_rows: int = REF_ROWS,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Log-sum-exp of the kernel terms of every query row over the given reference rows.
 
@@ -252,6 +272,8 @@ def partial_logsumexp(
         Whitened query rows.
     Zr : ndarray of shape (n_ref, n_features)
         Whitened reference rows.
+    weights : ndarray of shape (n_ref,), optional
+        Positive weights of the reference rows (each term is multiplied by its row's).
 
     Returns
     -------
@@ -264,13 +286,15 @@ def partial_logsumexp(
         return out
     half_q = 0.5 * np.einsum("ij,ij->i", Zq, Zq)
     half_r = 0.5 * np.einsum("ij,ij->i", Zr, Zr)
+    log_w = None if weights is None else np.log(np.asarray(weights, dtype=np.float64))
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for qs in range(0, Zq.shape[0], query_rows):
             qe = qs + query_rows
             acc = out[qs:qe]
             for rs in range(0, Zr.shape[0], ref_rows):
                 re = rs + ref_rows
-                part = _block_logsumexp(Zq[qs:qe], half_q[qs:qe], Zr[rs:re], half_r[rs:re])
+                lw = None if log_w is None else log_w[rs:re]
+                part = _block_logsumexp(Zq[qs:qe], half_q[qs:qe], Zr[rs:re], half_r[rs:re], lw)
                 np.logaddexp(acc, part, out=acc)
     return out
 

@@ -106,12 +106,27 @@ def _check_block(xb: np.ndarray, log_norm: np.ndarray, index: np.ndarray) -> Non
     raise UnscorableRow(int(index[np.flatnonzero(~np.isfinite(log_norm))].min()))
 
 
+def weighted_rows(
+    X: np.ndarray, weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows of ``X`` with a positive weight, and their weights as float64 (``X``
+    itself when no weight is zero): a row of weight 0 is a row that is not there."""
+    if weights is None:
+        return X, None
+    w = np.asarray(weights, dtype=np.float64)
+    keep = w > 0
+    if keep.all():
+        return X, w
+    return X[keep], w[keep]
+
+
 @_quiet
 def estep(
     X: np.ndarray,
     preps: Sequence[Prepared],
     block_rows: int = BLOCK_ROWS,
     row_loglik: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[SufficientStats, ...]:
     """Sufficient statistics of a chunk under each set of prepared parameters.
 
@@ -132,6 +147,10 @@ def estep(
     row_loglik : ndarray of shape (n_rows,), optional
         Filled with each row's log-likelihood under the first entry of ``preps``
         (what :func:`score_rows` gives, from the same pass as the statistics).
+    weights : ndarray of shape (n_rows,), optional
+        Positive row weights (see :func:`weighted_rows`): each row's
+        responsibilities and log-likelihood count ``weight`` times, and the
+        statistics' row count is the sum of the weights.
 
     Returns
     -------
@@ -143,7 +162,7 @@ def estep(
     """
     dtype = data_dtype(X)
     return tuple(
-        _centred_estep(X, p, dtype, block_rows, row_loglik if i == 0 else None)
+        _centred_estep(X, p, dtype, block_rows, row_loglik if i == 0 else None, weights)
         for i, p in enumerate(preps)
     )
 
@@ -188,6 +207,7 @@ def _centred_estep(
     dtype: np.dtype,
     block_rows: int,
     row_loglik: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> SufficientStats:
     n, d = X.shape
     k = prep.n_components
@@ -218,7 +238,12 @@ def _centred_estep(
             _check_block(xb, log_norm, index)
             if row_loglik is not None:
                 row_loglik[index] = log_norm
-            loglik += float(log_norm.sum())
+            if weights is None:
+                loglik += float(log_norm.sum())
+            else:
+                wb = weights[index] if centred else weights[index[0] : index[-1] + 1]
+                loglik += float(log_norm @ wb)
+                resp *= wb.astype(resp.dtype)
             g0 += resp.sum(axis=1, dtype=np.float64)
             kernel.add_block_sums(acc, F, delta, resp, about, ctx)
         g1, g2 = kernel.split_sums(acc, k, d)
@@ -228,7 +253,8 @@ def _centred_estep(
         s0 += g0
         s1 = s1 + g1
         s2 = tuple(x + y for x, y in zip(s2, g2, strict=True))
-    return SufficientStats(float(n), loglik, s0, s1, s2, prep.frame, prep.refs)
+    count = float(n) if weights is None else float(np.sum(weights))
+    return SufficientStats(count, loglik, s0, s1, s2, prep.frame, prep.refs)
 
 
 @_quiet
@@ -297,11 +323,13 @@ def hard_estep(
     fam: CovarianceFamily,
     frame: Frame,
     block_rows: int = BLOCK_ROWS,
+    weights: np.ndarray | None = None,
 ) -> SufficientStats:
     """Statistics with one-hot responsibilities: each row to its nearest centre.
 
     ``centers`` are in frame units; every component's sums are taken about its
     centre (rounded to the data dtype); the log-likelihood of the result is zero.
+    With ``weights``, each row's responsibility is its weight.
     """
     n, d = X.shape
     dtype = data_dtype(X)
@@ -319,7 +347,8 @@ def hard_estep(
         score -= half_norms[:, None]
         label = np.argmax(score, axis=0)
         counts = np.bincount(label, minlength=k)
-        s0 += counts
+        wb = None if weights is None else weights[start : start + block_rows]
+        s0 += counts if wb is None else np.bincount(label, weights=wb, minlength=k)
         order = np.argsort(label, kind="stable")
         at = 0
         for a in np.flatnonzero(counts):
@@ -328,16 +357,24 @@ def hard_estep(
             delta = y[:, rows]
             delta -= c[a][:, None]
             resp = np.zeros((k, rows.size), dtype=dtype)
-            resp[a] = 1.0
+            resp[a] = 1.0 if wb is None else wb[rows]
             kernel.add_block_sums(acc, kernel.features(delta), delta, resp)
     s1, s2 = kernel.split_sums(acc, k, d)
-    return SufficientStats(float(n), 0.0, s0, s1, s2, frame, c.astype(np.float64))
+    count = float(n) if weights is None else float(np.sum(weights))
+    return SufficientStats(count, 0.0, s0, s1, s2, frame, c.astype(np.float64))
 
 
 def weighted_estep(
-    X: np.ndarray, resp: np.ndarray, fam: CovarianceFamily, frame: Frame
+    X: np.ndarray,
+    resp: np.ndarray,
+    fam: CovarianceFamily,
+    frame: Frame,
+    weights: np.ndarray | None = None,
 ) -> SufficientStats:
-    """Statistics for given responsibilities ``resp`` of shape ``(n_rows, n_components)``."""
+    """Statistics for given responsibilities ``resp`` of shape ``(n_rows, n_components)``
+    (each row's multiplied by its weight, with ``weights``)."""
+    if weights is not None:
+        resp = resp * np.asarray(weights, dtype=np.float64)[:, None]
     n, d = X.shape
     dtype = data_dtype(X)
     frame = frame.for_dtype(dtype)
@@ -348,4 +385,5 @@ def weighted_estep(
     r = np.ascontiguousarray(resp.T, dtype=dtype)
     kernel.add_block_sums(acc, kernel.features(y), y, r)
     s1, s2 = kernel.split_sums(acc, k, d)
-    return SufficientStats(float(n), 0.0, resp.sum(axis=0), s1, s2, frame)
+    count = float(n) if weights is None else float(np.sum(weights))
+    return SufficientStats(count, 0.0, resp.sum(axis=0), s1, s2, frame)

@@ -26,7 +26,10 @@ def _sq_dist(Y: np.ndarray, centers: np.ndarray) -> np.ndarray:
 
 
 def kmeans_plusplus(
-    Y: np.ndarray, n_clusters: int, rng: np.random.Generator
+    Y: np.ndarray,
+    n_clusters: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy k-means++ seeding.
 
@@ -35,6 +38,10 @@ def kmeans_plusplus(
     Y : ndarray of shape (n_rows, n_features)
     n_clusters : int
     rng : numpy.random.Generator
+    weights : ndarray of shape (n_rows,), optional
+        Row weights: a row is drawn with probability proportional to its weight
+        times its squared distance to the nearest centre (the first in proportion
+        to its weight), and candidates are compared by weighted potential.
 
     Returns
     -------
@@ -44,19 +51,25 @@ def kmeans_plusplus(
     """
     n = Y.shape[0]
     trials = 2 + int(math.log(n_clusters))
-    first = int(rng.integers(n))
+    if weights is None:
+        first = int(rng.integers(n))
+    else:
+        first = int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum(), "right"))
+        first = min(first, n - 1)
     idx = [first]
     closest = _sq_dist(Y, Y[[first]])[:, 0]
     for _ in range(1, n_clusters):
-        total = closest.sum()
+        mass = closest if weights is None else closest * weights
+        total = mass.sum()
         if total <= 0.0:
             # Every row coincides with a centre: further centres repeat rows.
             cand = rng.integers(n, size=trials)
         else:
-            cand = np.searchsorted(np.cumsum(closest), rng.random(trials) * total)
+            cand = np.searchsorted(np.cumsum(mass), rng.random(trials) * total)
             cand = np.minimum(cand, n - 1)
         d = np.minimum(closest[:, None], _sq_dist(Y, Y[cand]))
-        best = int(np.argmin(d.sum(axis=0)))
+        potential = d if weights is None else d * weights[:, None]
+        best = int(np.argmin(potential.sum(axis=0)))
         idx.append(int(cand[best]))
         closest = d[:, best]
     indices = np.array(idx)
@@ -78,15 +91,21 @@ def update_centers(counts: np.ndarray, sums: np.ndarray, previous: np.ndarray) -
     return out
 
 
-def lloyd(Y: np.ndarray, centers: np.ndarray, max_iter: int = 300, tol: float = 1e-4) -> np.ndarray:
-    """Lloyd iterations on in-memory rows until the squared centre shift is below
-    ``tol`` times the mean feature variance."""
+def lloyd(
+    Y: np.ndarray,
+    centers: np.ndarray,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Lloyd iterations on in-memory rows (weighted means with ``weights``) until the
+    squared centre shift is below ``tol`` times the mean feature variance."""
     threshold = tol * float(np.mean(np.var(Y, axis=0)))
     k = centers.shape[0]
     for _ in range(max_iter):
         labels, _ = assign(Y, centers)
-        counts = np.bincount(labels, minlength=k).astype(np.float64)
-        sums = _group_sums(Y, labels, k)
+        counts = np.bincount(labels, weights=weights, minlength=k).astype(np.float64)
+        sums = _group_sums(Y, labels, k, weights)
         new = update_centers(counts, sums, centers)
         shift = float(np.sum((new - centers) ** 2))
         centers = new
@@ -96,25 +115,31 @@ def lloyd(Y: np.ndarray, centers: np.ndarray, max_iter: int = 300, tol: float = 
 
 
 def lloyd_sums(
-    X: np.ndarray, center_sets: tuple[np.ndarray, ...], frame: Frame
+    X: np.ndarray,
+    center_sets: tuple[np.ndarray, ...],
+    frame: Frame,
+    weights: np.ndarray | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Per centre set: counts and coordinate sums (frame units) of the rows nearest
-    to each centre, for one chunk."""
+    to each centre, for one chunk (weighted with ``weights``)."""
     dtype = data_dtype(X)
     frame = frame.for_dtype(dtype)
     out = [(np.zeros(c.shape[0]), np.zeros(c.shape)) for c in center_sets]
     for start in range(0, X.shape[0], BLOCK_ROWS):
         y = frame.to_frame(X[start : start + BLOCK_ROWS], dtype).T.astype(np.float64)
+        wb = None if weights is None else weights[start : start + BLOCK_ROWS]
         for (counts, sums), centers in zip(out, center_sets, strict=True):
             labels, _ = assign(y, centers)
-            counts += np.bincount(labels, minlength=centers.shape[0])
-            sums += _group_sums(y, labels, centers.shape[0])
+            counts += np.bincount(labels, weights=wb, minlength=centers.shape[0])
+            sums += _group_sums(y, labels, centers.shape[0], wb)
     return tuple(out)
 
 
-def _group_sums(y: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+def _group_sums(
+    y: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarray | None = None
+) -> np.ndarray:
     onehot = np.zeros((k, y.shape[0]))
-    onehot[labels, np.arange(y.shape[0])] = 1.0
+    onehot[labels, np.arange(y.shape[0])] = 1.0 if weights is None else weights
     return onehot @ y
 
 

@@ -35,7 +35,9 @@ from .stats import SufficientStats
 MISSING_POLICIES = ("error", "em")
 
 
-def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> SufficientStats:
+def estep_missing(
+    X: np.ndarray, params: MixtureParams, frame: Frame, weights: np.ndarray | None = None
+) -> SufficientStats:
     """Expected sufficient statistics of rows with NaN entries.
 
     Parameters
@@ -44,6 +46,8 @@ def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> Suffici
         NaN marks a missing entry.
     params : MixtureParams
     frame : Frame
+    weights : ndarray of shape (n_rows,), optional
+        Positive row weights (each row counts ``weight`` times).
 
     Raises
     ------
@@ -61,7 +65,11 @@ def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> Suffici
     means = (params.means - frame.shift) / frame.scale
     total = SufficientStats.zero(k, d, family.s2_shapes(k, d), frame, means)
     if not incomplete.all():
-        (complete,) = estep(X[~incomplete], (params.prepare(frame, np.float64),))
+        (complete,) = estep(
+            X[~incomplete],
+            (params.prepare(frame, np.float64),),
+            weights=None if weights is None else weights[~incomplete],
+        )
         total = total + complete
     if not incomplete.any():
         return total
@@ -94,8 +102,9 @@ def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> Suffici
             filled[j][:, miss] = part.mean(z)
             cond_cov[j] = part.covariance()
         norm = logsumexp(lp, axis=1)
-        loglik += float(norm.sum()) - n * obs.size * frame.log_scale
-        resp = np.exp(lp - norm[:, None])
+        w = np.ones(n) if weights is None else weights[rows_all[rows]]
+        loglik += float(norm @ w) - float(w.sum()) * obs.size * frame.log_scale
+        resp = np.exp(lp - norm[:, None]) * w[:, None]
         s0 += resp.sum(axis=0)
         for j in range(k):
             r = resp[:, j]
@@ -104,5 +113,6 @@ def estep_missing(X: np.ndarray, params: MixtureParams, frame: Frame) -> Suffici
             m2[j] += (centred * r[:, None]).T @ centred
             m2[j][np.ix_(miss, miss)] += r.sum() * cond_cov[j]
     s2 = family.s2_from_dense(m2)
-    partial = SufficientStats(float(rows_all.size), loglik, s0, s1, s2, frame, means)
+    count = float(rows_all.size) if weights is None else float(weights[rows_all].sum())
+    partial = SufficientStats(count, loglik, s0, s1, s2, frame, means)
     return total + partial

@@ -188,3 +188,43 @@ def total(parts: Iterable[SufficientStats]) -> SufficientStats:
     for p in it:
         acc = acc + p
     return acc
+
+
+#: Rows (or total weight), mean and centred scatter of some rows, float64.
+Moments = tuple[float, np.ndarray, np.ndarray]
+
+
+def row_moments(
+    X: np.ndarray, offset: int, full: bool = True, weights: np.ndarray | None = None
+) -> Moments:
+    """Count (sum of ``weights``), mean and centred scatter of the rows of ``X``: the
+    ``D x D`` scatter matrix, or with ``full=False`` its diagonal (sums of squares).
+    The signature of a chunk function (``offset`` is unused)."""
+    x = np.asarray(X, dtype=np.float64)
+    if weights is not None:
+        keep = weights > 0
+        x, w = x[keep], np.asarray(weights, dtype=np.float64)[keep]
+    else:
+        w = None
+    d = x.shape[1]
+    if x.shape[0] == 0:
+        return 0.0, np.zeros(d), np.zeros((d, d) if full else d)
+    n = float(x.shape[0]) if w is None else float(w.sum())
+    mean = x.mean(axis=0) if w is None else (w @ x) / n
+    centred = x - mean
+    weighted = centred if w is None else centred * w[:, None]
+    scatter = weighted.T @ centred if full else np.einsum("ij,ij->j", weighted, centred)
+    return n, mean, scatter
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """Chan et al.'s merge of the moments of two disjoint sets of rows."""
+    if b[0] == 0.0:
+        return a
+    if a[0] == 0.0:
+        return b
+    n = a[0] + b[0]
+    delta = b[1] - a[1]
+    mean = a[1] + delta * (b[0] / n)
+    cross = np.outer(delta, delta) if a[2].ndim == 2 else delta**2
+    return n, mean, a[2] + b[2] + cross * (a[0] * b[0] / n)

@@ -172,8 +172,11 @@ def _average(averaged: MixtureParams | None, n: int, params: MixtureParams) -> M
 
 
 def update(state: OnlineState, batch: SufficientStats, settings: OnlineSettings) -> OnlineState:
-    """The state after one batch whose statistics were taken under ``state.params``."""
-    n_rows = state.n_rows + int(batch.n)
+    """The state after one batch whose statistics were taken under ``state.params``
+    (the same state for a batch of no rows, e.g. rows all of weight zero)."""
+    if batch.n <= 0:
+        return state
+    n_rows = state.n_rows + round(batch.n)
     loglik_sum = state.loglik_sum + batch.loglik
     if not state.warm:
         total = state.stats.recentered(settings.family, batch.refs) + batch

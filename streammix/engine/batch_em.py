@@ -27,7 +27,7 @@ import numpy as np
 from .._random import row_uniform
 from ..core.families import CovarianceFamily, Prepared, get_family
 from ..core.frame import Frame
-from ..core.kernel import estep
+from ..core.kernel import estep, weighted_rows
 from ..core.missing import estep_missing
 from ..core.mstep import m_step
 from ..core.params import MixtureParams
@@ -60,10 +60,10 @@ class Holdout:
     fraction: float
     keep: str = "train"
 
-    def rows(self, X: np.ndarray, offset: int) -> np.ndarray:
-        u = row_uniform(self.entropy, offset, X.shape[0], 1)[:, 0]
-        chosen = u >= self.fraction if self.keep == "train" else u < self.fraction
-        return X[chosen]
+    def chosen(self, n_rows: int, offset: int) -> np.ndarray:
+        """Which of ``n_rows`` rows starting at ``offset`` this side keeps."""
+        u = row_uniform(self.entropy, offset, n_rows, 1)[:, 0]
+        return u >= self.fraction if self.keep == "train" else u < self.fraction
 
     def other_side(self) -> Holdout:
         return Holdout(
@@ -161,11 +161,27 @@ class IterationReport:
         return EMCheckpoint(self.frame, self.states, self.iteration)
 
 
+def _side(
+    X: np.ndarray, offset: int, holdout: Holdout | None, weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows (and weights) a pass uses: one side of the holdout, positive weights."""
+    if holdout is not None:
+        chosen = holdout.chosen(X.shape[0], offset)
+        X = X[chosen]
+        weights = None if weights is None else weights[chosen]
+    return weighted_rows(X, weights)
+
+
 def estep_chunk(
-    X: np.ndarray, offset: int, preps: tuple[Prepared, ...], holdout: Holdout | None = None
+    X: np.ndarray,
+    offset: int,
+    preps: tuple[Prepared, ...],
+    holdout: Holdout | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[SufficientStats, ...]:
     """The per-chunk task of an EM pass."""
-    return estep(X if holdout is None else holdout.rows(X, offset), preps)
+    X, w = _side(X, offset, holdout, weights)
+    return estep(X, preps, weights=w)
 
 
 def estep_missing_chunk(
@@ -174,12 +190,12 @@ def estep_missing_chunk(
     params: tuple[MixtureParams, ...],
     frame: Frame,
     holdout: Holdout | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[SufficientStats, ...]:
     """The per-chunk task of an EM pass over data with missing (NaN) entries."""
-    if holdout is not None:
-        X = holdout.rows(X, offset)
+    X, w = _side(X, offset, holdout, weights)
     try:
-        return tuple(estep_missing(X, p, frame) for p in params)
+        return tuple(estep_missing(X, p, frame, w) for p in params)
     except InfiniteEntry as err:
         raise InvalidInputError(
             f"Input row {offset + err.row} contains infinity (NaN marks a missing value; "

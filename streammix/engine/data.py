@@ -27,6 +27,7 @@ turn a chunk's row errors into errors naming global rows.
 
 from __future__ import annotations
 
+import functools
 import logging
 import operator
 import os
@@ -82,9 +83,20 @@ LEAF_BYTES = 4 * 2**20
 _on_chunk = on_chunk
 
 
-def _first_bad(chunk: np.ndarray, offset: int) -> int:
+def _first_bad(chunk: np.ndarray, offset: int, weights: np.ndarray | None = None) -> int:
     row = first_nonfinite_row(chunk)
     return -1 if row is None else offset + row
+
+
+def _with_weights(func: Callable[..., Any], rows: np.ndarray, offset: int, *args: Any) -> Any:
+    """``func`` of the feature columns of rows whose last column is their weight,
+    the weights passed as ``weights``."""
+    return func(rows[:, :-1], offset, *args, weights=rows[:, -1])
+
+
+def _features_only(func: Callable[..., Any], rows: np.ndarray, offset: int, *args: Any) -> Any:
+    """``func`` of the feature columns of rows whose last column is their weight."""
+    return func(rows[:, :-1], offset, *args)
 
 
 def _min_bad(a: int, b: int) -> int:
@@ -143,6 +155,13 @@ class ChunkedData:
     reader : ChunkReader, optional
         How a task reads a chunk itself (input read through a reader): passes then
         make one task per batch of chunks instead of one read task per chunk.
+    weighted : bool
+        The last column of ``array`` is every row's weight (``sample_weight``),
+        carried with the rows through every read, batch and cache. Functions of
+        :meth:`map_reduce` and :meth:`fold` then get the features and, as the
+        keyword ``weights``, the weights (a function without that keyword cannot
+        run on weighted data: no pass ignores weights by accident); row-wise
+        functions and :meth:`take` see the features only.
     resident : tuple of dask Delayed
         Batches of decoded chunks held in (cluster) memory (see :meth:`persist`),
         ``SPLIT_EVERY ** resident_level`` chunks each.
@@ -155,16 +174,28 @@ class ChunkedData:
     reader: ChunkReader | None = None
     resident: tuple[Any, ...] = ()
     resident_level: int = 0
+    weighted: bool = False
     _offsets: tuple[int, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_offsets", row_offsets(self.row_chunks))
 
     @classmethod
-    def from_numpy(cls, X: np.ndarray, chunk_rows: int = NUMPY_CHUNK_ROWS) -> ChunkedData:
+    def from_numpy(
+        cls,
+        X: np.ndarray,
+        chunk_rows: int = NUMPY_CHUNK_ROWS,
+        weights: np.ndarray | None = None,
+    ) -> ChunkedData:
+        """In-memory rows (with ``weights``, a copy of them with their weights)."""
         n = X.shape[0]
         chunks = tuple(min(chunk_rows, n - s) for s in range(0, n, chunk_rows)) or (0,)
-        return cls(X, chunks, "numpy array")
+        if weights is None:
+            return cls(X, chunks, "numpy array")
+        both = np.empty((n, X.shape[1] + 1), dtype=X.dtype)
+        both[:, :-1] = X
+        both[:, -1] = weights
+        return cls(both, chunks, "numpy array", weighted=True)
 
     @classmethod
     def from_reader(
@@ -208,8 +239,8 @@ class ChunkedData:
 
     @property
     def n_features(self) -> int:
-        """Columns (1 for the 1-D arrays that outputs are written from)."""
-        return int(self.array.shape[1]) if self.array.ndim > 1 else 1
+        """Columns of features (1 for the 1-D arrays that outputs are written from)."""
+        return int(self.array.shape[1]) - int(self.weighted) if self.array.ndim > 1 else 1
 
     @property
     def dtype(self) -> np.dtype:
@@ -223,6 +254,23 @@ class ChunkedData:
     @property
     def n_chunks(self) -> int:
         return len(self.row_chunks)
+
+    def features(self) -> ChunkedData:
+        """The same rows without their weights (itself when they have none)."""
+        if not self.weighted:
+            return self
+        cut = self.array[:, :-1]
+        if self.is_lazy:
+            return ChunkedData.from_dask(cut, self.source)
+        return ChunkedData(cut, self.row_chunks, self.source, self.parts)
+
+    def _reducing(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """``func`` as a chunk function of :meth:`map_reduce` sees it: with weights."""
+        return functools.partial(_with_weights, func) if self.weighted else func
+
+    def _row_wise(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """``func`` as a row-wise function sees it: features only."""
+        return functools.partial(_features_only, func) if self.weighted else func
 
     def _numpy_chunks(self) -> list[tuple[np.ndarray, int]]:
         return [
@@ -256,6 +304,7 @@ class ChunkedData:
         combine: Callable[[Any, Any], Any],
         label: str,
     ) -> Any:
+        func = self._reducing(func)
         if self.is_lazy:
             (result,) = compute(self.reduce_graph(func, *args, combine=combine), label=label)
             return result
@@ -369,6 +418,7 @@ class ChunkedData:
 
         ``tail`` is the shape of each row's result (``()`` for one value per row).
         """
+        func = self._row_wise(func)
         if not self.is_lazy:
             chunks = self._numpy_chunks()
             with single_threaded_blas():
@@ -413,6 +463,7 @@ class ChunkedData:
         todo = list(range(self.n_chunks)) if chunks is None else list(chunks)
         if not todo:
             return []
+        func = self._row_wise(func)
         if not self.is_lazy:
             blocks = self.blocks()
             shared = [delayed(a, traverse=False) for a in args]
@@ -472,6 +523,7 @@ class ChunkedData:
         the state and the per-chunk results travel.
         """
         offsets = self.offsets
+        plan = [(c, self._reducing(f), u, e) for c, f, u, e in plan]
         if not self.is_lazy:
             with single_threaded_blas():
                 for chunks, chunk_func, update, extra in plan:
@@ -523,8 +575,11 @@ class ChunkedData:
         ``combine``-reduction (a tree, in ``other``'s chunk order) of
         ``pair(Q, q_offset, R, *args)`` over the chunks ``R`` of ``other``: one value
         per row of this data. Numpy out for numpy input, lazy for lazy input; the
-        full pair matrix is never formed.
+        full pair matrix is never formed. ``Q`` holds features only; ``R`` holds
+        ``other``'s rows as stored, with the weights' column last when
+        ``other.weighted``.
         """
+        pair = self._row_wise(pair)  # weights of this data play no part
         if not self.is_lazy and not other.is_lazy:
             return self._pairwise_in_memory(other, pair, combine, finish, args)
         shared = [delayed(a, traverse=False) for a in args]
@@ -576,19 +631,51 @@ class ChunkedData:
         return np.asarray(self.array[o : o + self.row_chunks[c]])
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """The given rows (sorted, unique indices) as a float64 numpy array."""
+        """The given rows' features (sorted, unique indices) as a float64 numpy array."""
+        return self.take_weighted(rows)[0]
+
+    def take_weighted(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The given rows' features (sorted, unique indices) as a float64 numpy array,
+        and their weights (``None`` without weights)."""
         rows = np.asarray(rows, dtype=np.int64)
         if self.is_lazy:
             (out,) = compute(self.array[rows], label="sample")
-            return np.asarray(out, dtype=np.float64)
-        return np.asarray(self.array[rows], dtype=np.float64)
+        else:
+            out = self.array[rows]
+        return self._split(np.asarray(out, dtype=np.float64))
+
+    def _split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if not self.weighted:
+            return rows, None
+        return rows[:, :-1], np.ascontiguousarray(rows[:, -1], dtype=np.float64)
+
+    def weight_column(self, lazy: bool = False) -> Any:
+        """The rows' weights (``None`` without weights): in memory (float64), or with
+        ``lazy`` for lazy data a dask array chunked like the rows."""
+        if not self.weighted:
+            return None
+        column = self.array[:, -1]
+        if not self.is_lazy:
+            return np.asarray(column, dtype=np.float64)
+        if lazy:
+            return column.astype(np.float64)
+        (column,) = compute(column, label="weights")
+        return np.asarray(column, dtype=np.float64)
 
     def to_numpy(self) -> np.ndarray:
-        """All rows in memory, in their dtype (for data known to be small)."""
+        """All rows' features in memory, in their dtype (for data known to be small)."""
+        return self.to_numpy_weighted()[0]
+
+    def to_numpy_weighted(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """All rows' features in memory, in their dtype, and their weights (float64;
+        ``None`` without weights)."""
         if not self.is_lazy:
-            return np.asarray(self.array)
-        (out,) = compute(self.array, label="gather")
-        return np.asarray(out)
+            out = np.asarray(self.array)
+        else:
+            (out,) = compute(self.array, label="gather")
+            out = np.asarray(out)
+        X, w = self._split(out)
+        return (np.ascontiguousarray(X) if w is not None else X), w
 
     def persist(self, threads: int | None = None) -> ChunkedData:
         """The same data, its decoded chunks held in (cluster) memory in batches

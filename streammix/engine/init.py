@@ -36,7 +36,7 @@ from .._random import draw_entropy, row_uniform
 from ..core import kmeans
 from ..core.families import CovarianceFamily
 from ..core.frame import Frame, frame_of_parameters, make_frame
-from ..core.kernel import hard_estep, weighted_estep
+from ..core.kernel import hard_estep, weighted_estep, weighted_rows
 from ..core.mstep import m_step
 from ..core.params import MixtureParams
 from ..core.stats import SufficientStats
@@ -72,8 +72,9 @@ def sample_size(n_rows: int, n_components: int) -> int:
 
 def draw_sample(
     data: ChunkedData, n_components: int, rng: np.random.Generator, missing: bool = False
-) -> np.ndarray:
-    """Uniform rows without replacement (all rows when the data are small), float64.
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Uniform rows without replacement (all rows when the data are small), float64,
+    and their weights (``None`` for data without weights).
 
     With ``missing``, NaN entries are filled with their column's mean in the sample
     (the sample only seeds the initialisation)."""
@@ -82,7 +83,9 @@ def draw_sample(
         rows = np.arange(data.n_rows)
     else:
         rows = np.sort(rng.choice(data.n_rows, size=m, replace=False))
-    sample = data.take(rows)
+    sample, weights = data.take_weighted(rows)
+    if weights is not None and not np.any(weights > 0):
+        weights = None  # no weighted row drawn: seed on the rows as they are
     if missing and not np.any(np.isinf(sample)):
         gaps = np.isnan(sample)
         if gaps.any():
@@ -91,7 +94,7 @@ def draw_sample(
             sample = np.where(gaps, observed.sum(axis=0) / counts, sample)
     if not np.all(np.isfinite(sample)):
         raise NonFiniteInput(data.first_nonfinite_row())
-    return sample
+    return sample, weights
 
 
 def fit_frame(data: ChunkedData, sample: np.ndarray) -> Frame:
@@ -111,8 +114,12 @@ def _hard_chunk(
     center_sets: tuple[np.ndarray, ...],
     families: tuple[CovarianceFamily, ...],
     frame: Frame,
+    weights: np.ndarray | None = None,
 ) -> tuple[SufficientStats, ...]:
-    return tuple(hard_estep(X, c, f, frame) for c, f in zip(center_sets, families, strict=True))
+    X, w = weighted_rows(X, weights)
+    return tuple(
+        hard_estep(X, c, f, frame, weights=w) for c, f in zip(center_sets, families, strict=True)
+    )
 
 
 def _random_chunk(
@@ -122,19 +129,29 @@ def _random_chunk(
     n_components: int,
     family: CovarianceFamily,
     frame: Frame,
+    weights: np.ndarray | None = None,
 ) -> tuple[SufficientStats, ...]:
     out = []
     for e in entropies:
         resp = row_uniform(e, offset, X.shape[0], n_components)
         resp /= resp.sum(axis=1, keepdims=True)
-        out.append(weighted_estep(X, resp, family, frame))
+        if weights is None:
+            out.append(weighted_estep(X, resp, family, frame))
+        else:
+            keep = weights > 0
+            out.append(weighted_estep(X[keep], resp[keep], family, frame, weights[keep]))
     return tuple(out)
 
 
 def _lloyd_chunk(
-    X: np.ndarray, offset: int, center_sets: tuple[np.ndarray, ...], frame: Frame
+    X: np.ndarray,
+    offset: int,
+    center_sets: tuple[np.ndarray, ...],
+    frame: Frame,
+    weights: np.ndarray | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    return kmeans.lloyd_sums(X, center_sets, frame)
+    X, w = weighted_rows(X, weights)
+    return kmeans.lloyd_sums(X, center_sets, frame, w)
 
 
 def add_tuples(a: tuple[SufficientStats, ...], b: tuple[SufficientStats, ...]) -> tuple:
@@ -148,10 +165,15 @@ def _kmeans_centers(
     ks: Sequence[int],
     frame: Frame,
     rngs: Sequence[np.random.Generator],
+    sample_w: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """k-means centres (frame units) for each ``(k, rng)``; all share every pass."""
     centers = [
-        kmeans.lloyd(sample_y, kmeans.kmeans_plusplus(sample_y, k, rng)[0])
+        kmeans.lloyd(
+            sample_y,
+            kmeans.kmeans_plusplus(sample_y, k, rng, sample_w)[0],
+            weights=sample_w,
+        )
         for k, rng in zip(ks, rngs, strict=True)
     ]
     if len(sample_y) == data.n_rows:
@@ -183,10 +205,12 @@ def kmeans_starts(
     rngs: Sequence[np.random.Generator],
     reg_covar: float,
     on_degenerate: str,
+    sample_w: np.ndarray | None = None,
 ) -> list[MixtureParams]:
     """Parameters from k-means for every ``(n_components, family)`` candidate: shared
     Lloyd passes, then one shared pass of hard-assignment statistics."""
-    centers = _kmeans_centers(data, sample_y, [k for k, _ in candidates], frame, rngs)
+    ks = [k for k, _ in candidates]
+    centers = _kmeans_centers(data, sample_y, ks, frame, rngs, sample_w)
     families = tuple(f for _, f in candidates)
     stats_all = data.map_reduce(
         _hard_chunk, centers, families, frame, combine=add_tuples, label="init"
@@ -232,16 +256,18 @@ def initial_params(
         p = MixtureParams(family, spec.weights, spec.means, cov, prec_chol)
         return [p] * len(rngs), params_frame(p, data.dtype)
 
-    sample = draw_sample(data, n_components, rngs[0], missing)
+    sample, sample_w = draw_sample(data, n_components, rngs[0], missing)
     if missing:
-        filled = ChunkedData.from_numpy(sample.astype(data.dtype))
+        filled = ChunkedData.from_numpy(sample.astype(data.dtype), weights=sample_w)
         return initial_params(filled, family, n_components, spec, reg_covar, on_degenerate, rngs)
     frame = fit_frame(data, sample)
     sample_y = (sample - frame.shift) / frame.scale
 
     if spec.method == "kmeans":
         candidates = [(n_components, family)] * len(rngs)
-        starts = kmeans_starts(data, sample_y, frame, candidates, rngs, reg_covar, on_degenerate)
+        starts = kmeans_starts(
+            data, sample_y, frame, candidates, rngs, reg_covar, on_degenerate, sample_w
+        )
     elif spec.method == "random":
         entropies = tuple(draw_entropy(rng) for rng in rngs)
         stats_all = data.map_reduce(
@@ -258,8 +284,10 @@ def initial_params(
         starts = []
         for rng in rngs:
             if spec.method == "k-means++":
-                _, idx = kmeans.kmeans_plusplus(sample_y, n_components, rng)
+                _, idx = kmeans.kmeans_plusplus(sample_y, n_components, rng, sample_w)
                 rows = sample[idx]
+            elif data.weighted:
+                rows = _weighted_draw(sample, sample_w, n_components, rng)
             else:
                 idx = rng.choice(data.n_rows, n_components, replace=False)
                 order = np.argsort(idx)
@@ -268,6 +296,21 @@ def initial_params(
             stats = _seed_rows_stats(rows, family, frame, data.dtype)
             starts.append(m_step(stats, family, reg_covar, on_degenerate))
     return [_override(p, spec, family) for p in starts], frame
+
+
+def _weighted_draw(
+    sample: np.ndarray, weights: np.ndarray | None, k: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``k`` distinct rows of the sample, drawn in proportion to their weights (rows of
+    weight zero last, when fewer than ``k`` rows weigh anything)."""
+    w = np.ones(len(sample)) if weights is None else weights
+    positive = np.flatnonzero(w > 0)
+    if positive.size >= k:
+        idx = rng.choice(positive, k, replace=False, p=w[positive] / w[positive].sum())
+    else:
+        rest = rng.choice(np.flatnonzero(w <= 0), k - positive.size, replace=False)
+        idx = np.concatenate([positive, rest])
+    return sample[np.sort(idx)]
 
 
 def _override(p: MixtureParams, spec: InitSpec, family: CovarianceFamily) -> MixtureParams:

@@ -27,7 +27,7 @@ from ..core.kde_math import (
     sample_rows,
     whiten,
 )
-from ..core.kernel import first_nonfinite_row
+from ..core.kernel import first_nonfinite_row, weighted_rows
 from ..errors import NonFiniteInput, NonFiniteRow
 from .compute import compute
 from .data import ChunkedData
@@ -37,17 +37,20 @@ SHIFT_ROWS = 1024
 
 
 def _head(data: ChunkedData, n_rows: int) -> np.ndarray:
-    head = data.array[: min(n_rows, data.n_rows)]
+    head = data.array[: min(n_rows, data.n_rows), : data.n_features]
     if data.is_lazy:
         (head,) = compute(head, label="kde-shift")
     return np.asarray(head, dtype=np.float64)
 
 
-def _moments_chunk(X: np.ndarray, offset: int, shift: np.ndarray) -> MomentStats:
+def _moments_chunk(
+    X: np.ndarray, offset: int, shift: np.ndarray, weights: np.ndarray | None = None
+) -> MomentStats:
     bad = first_nonfinite_row(X)
     if bad is not None:
         raise NonFiniteRow(bad)
-    return MomentStats.of_rows(X, shift)
+    X, weights = weighted_rows(X, weights)
+    return MomentStats.of_rows(X, shift, weights)
 
 
 def moment_stats(data: ChunkedData) -> MomentStats:
@@ -67,16 +70,20 @@ def moment_stats(data: ChunkedData) -> MomentStats:
     return stats
 
 
-def _pair(Q: Any, q_offset: int, R: Any, prep: KernelPrep) -> np.ndarray:
-    """Partial log-sum-exps of one query chunk over one reference chunk."""
+def _pair(Q: Any, q_offset: int, R: Any, prep: KernelPrep, weighted: bool) -> np.ndarray:
+    """Partial log-sum-exps of one query chunk over one reference chunk (whose last
+    column is the rows' weights when ``weighted``)."""
     Q, R = np.asarray(Q), np.asarray(R)
     bad = first_nonfinite_row(Q)
     if bad is not None:
         raise NonFiniteInput(q_offset + bad, first=False)
-    return partial_logsumexp(whiten(Q, prep), whiten(R, prep))
+    weights = None
+    if weighted:
+        R, weights = weighted_rows(R[:, :-1], R[:, -1])
+    return partial_logsumexp(whiten(Q, prep), whiten(R, prep), weights=weights)
 
 
-def _finish(partial: np.ndarray, prep: KernelPrep) -> np.ndarray:
+def _finish(partial: np.ndarray, prep: KernelPrep, weighted: bool) -> np.ndarray:
     return partial + prep.log_norm
 
 
@@ -88,7 +95,7 @@ def score(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> Any:
     ndarray of shape (n_query,) for numpy queries, else a lazy dask array of
     that shape chunked like the query rows.
     """
-    return query.pairwise(reference, _pair, combine_partials, _finish, prep)
+    return query.pairwise(reference, _pair, combine_partials, _finish, prep, reference.weighted)
 
 
 def mean_score(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> float:
@@ -103,15 +110,46 @@ def mean_score(query: ChunkedData, reference: ChunkedData, prep: KernelPrep) -> 
 def sample(
     reference: ChunkedData, cholesky: np.ndarray, n_samples: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """``n_samples`` rows: uniformly chosen reference rows plus kernel noise.
+    """``n_samples`` rows: reference rows chosen uniformly (in proportion to their
+    weights, for weighted reference data) plus kernel noise.
 
-    Only the chosen rows are read (one ``compute`` for lazy reference data).
+    Only the chosen rows are read (one ``compute`` for lazy reference data, and
+    one pass over the weights for weighted ones).
 
     Returns
     -------
     ndarray of shape (n_samples, n_features), float64
     """
-    picks = rng.integers(0, reference.n_rows, size=n_samples)
+    if reference.weighted:
+        picks = _weighted_picks(reference, n_samples, rng)
+    else:
+        picks = rng.integers(0, reference.n_rows, size=n_samples)
     unique, inverse = np.unique(picks, return_inverse=True)
     rows = reference.take(unique)[inverse]
     return sample_rows(rows, cholesky, rng)
+
+
+def _chunk_weight(X: np.ndarray, offset: int, weights: np.ndarray) -> dict[int, tuple[int, float]]:
+    return {offset: (X.shape[0], float(np.sum(weights, dtype=np.float64)))}
+
+
+def _merge_dicts(a: dict[int, Any], b: dict[int, Any]) -> dict[int, Any]:
+    return {**a, **b}
+
+
+def _weighted_picks(reference: ChunkedData, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows drawn with probability proportional to their weights: a run of rows by its
+    total weight (one pass), then a row of it by its weight (reading only those runs)."""
+    runs = reference.map_reduce(_chunk_weight, combine=_merge_dicts, label="kde-weights")
+    starts = sorted(runs)
+    mass = np.array([runs[o][1] for o in starts])
+    chosen = rng.choice(len(starts), size=n_samples, p=mass / mass.sum())
+    picks = np.empty(n_samples, dtype=np.int64)
+    for c in np.unique(chosen):
+        start = starts[c]
+        rows = np.arange(start, start + runs[start][0])
+        _, w = reference.take_weighted(rows)
+        assert w is not None
+        where = np.flatnonzero(chosen == c)
+        picks[where] = start + rng.choice(rows.size, size=where.size, p=w / w.sum())
+    return picks

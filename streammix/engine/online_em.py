@@ -25,7 +25,7 @@ import numpy as np
 
 from ..core.families import get_family
 from ..core.frame import Frame
-from ..core.kernel import BLOCK_ROWS, estep, score_rows_masked
+from ..core.kernel import BLOCK_ROWS, estep, score_rows_masked, weighted_rows
 from ..core.params import MixtureParams
 from ..core.stats import SufficientStats
 from ..core.stepwise import OnlineSettings, OnlineState, update
@@ -49,16 +49,21 @@ def _threads() -> int:
 
 
 def chunk_stats(
-    X: np.ndarray, state: OnlineState, row_loglik: np.ndarray | None = None
+    X: np.ndarray,
+    state: OnlineState,
+    row_loglik: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> SufficientStats:
     """Statistics of ``X`` under the state's parameters, on all available threads
-    (and, into ``row_loglik``, each row's log-likelihood under them)."""
+    (and, into ``row_loglik``, each row's log-likelihood under them); with
+    ``weights`` (positive), each row counts its weight."""
     prep = state.params.prepare(state.stats.frame, X.dtype)
     starts = range(0, X.shape[0], PART_ROWS)
 
     def part(i: int) -> SufficientStats:
         out = None if row_loglik is None else row_loglik[i : i + PART_ROWS]
-        return estep(X[i : i + PART_ROWS], (prep,), row_loglik=out)[0]
+        w = None if weights is None else weights[i : i + PART_ROWS]
+        return estep(X[i : i + PART_ROWS], (prep,), row_loglik=out, weights=w)[0]
 
     threads = min(_threads(), len(starts))
     with single_threaded_blas():
@@ -103,13 +108,19 @@ def _chunk_updates(
     settings: OnlineSettings,
     batch_rows: int,
     seed: int | None,
+    weights: np.ndarray | None = None,
 ) -> OnlineState:
-    """Sequential updates over one chunk, ``batch_rows`` rows at a time."""
+    """Sequential updates over one chunk, ``batch_rows`` rows at a time (rows of
+    weight zero taken out first)."""
+    X, weights = weighted_rows(X, weights)
     if seed is not None:
-        X = X[np.random.default_rng(seed).permutation(X.shape[0])]
+        order = np.random.default_rng(seed).permutation(X.shape[0])
+        X = X[order]
+        weights = None if weights is None else weights[order]
     for start in range(0, X.shape[0], batch_rows):
         part = X[start : start + batch_rows]
-        state = update(state, chunk_stats(part, state), settings)
+        w = None if weights is None else weights[start : start + batch_rows]
+        state = update(state, chunk_stats(part, state, weights=w), settings)
     return state
 
 
@@ -147,9 +158,14 @@ def _take(state: OnlineState, new: OnlineState, settings: OnlineSettings) -> Onl
 
 
 def _stats_of(
-    X: np.ndarray, offset: int, state: OnlineState, settings: OnlineSettings
+    X: np.ndarray,
+    offset: int,
+    state: OnlineState,
+    settings: OnlineSettings,
+    weights: np.ndarray | None = None,
 ) -> SufficientStats:
-    return chunk_stats(X, state)
+    X, weights = weighted_rows(X, weights)
+    return chunk_stats(X, state, weights=weights)
 
 
 def run_epoch(

@@ -8,6 +8,11 @@ sorting or loading the array: a pass counts values per histogram bin between
 known bounds, the bins holding the wanted ranks become the new bounds, and once
 a bin holds few enough values, one more pass collects and sorts just those.
 Every pass is one tree-reduced computation over the chunks.
+
+With weights (an array aligned with the values), a value of weight ``w``
+counts as ``w`` copies of it: the bins hold weight instead of counts, and
+order statistics are taken at a cumulated weight, so integer weights give the
+quantiles of the values repeated.
 """
 
 from __future__ import annotations
@@ -35,29 +40,47 @@ def _bin_of(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.minimum(((v - lo) / (hi - lo) * BINS).astype(np.int64), BINS - 1)
 
 
-def _summary(block: np.ndarray) -> np.ndarray:
-    v = _finite(block)
+def _weights_of(block: np.ndarray, wblock: np.ndarray | None) -> np.ndarray:
+    return np.ones(block.shape) if wblock is None else np.asarray(wblock, dtype=np.float64)
+
+
+def _summary(block: np.ndarray, wblock: np.ndarray | None = None) -> np.ndarray:
+    """Total weight (count), minimum and maximum of the finite values."""
+    ok = np.isfinite(block)
+    v = block[ok]
     if v.size == 0:
         return np.array([0.0, np.inf, -np.inf])
-    return np.array([float(v.size), float(v.min()), float(v.max())])
+    return np.array([float(_weights_of(block, wblock)[ok].sum()), float(v.min()), float(v.max())])
 
 
-def _hist(block: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Count of values below ``lo``, then counts of the ``BINS`` bins of ``[lo, hi]``."""
-    v = _finite(block)
-    inside = v[(v >= lo) & (v <= hi)]
-    counts = np.bincount(_bin_of(inside, lo, hi), minlength=BINS)
-    return np.concatenate([[np.count_nonzero(v < lo)], counts]).astype(np.float64)
+def _hist(block: np.ndarray, wblock: np.ndarray | None, lo: float, hi: float) -> np.ndarray:
+    """Weight below ``lo``, then the weights of the ``BINS`` bins of ``[lo, hi]``, then
+    their counts of values."""
+    w = _weights_of(block, wblock)
+    ok = np.isfinite(block)
+    v, w = block[ok], w[ok]
+    inside = (v >= lo) & (v <= hi)
+    bins = _bin_of(v[inside], lo, hi)
+    weights = np.bincount(bins, weights=w[inside], minlength=BINS)
+    counts = np.bincount(bins, minlength=BINS)
+    return np.concatenate([[w[v < lo].sum()], weights, counts]).astype(np.float64)
 
 
-def _in_bin(block: np.ndarray, lo: float, hi: float, b: int) -> np.ndarray:
-    v = _finite(block)
-    v = v[(v >= lo) & (v <= hi)]
-    return v[_bin_of(v, lo, hi) == b]
+def _in_bin(
+    block: np.ndarray, wblock: np.ndarray | None, lo: float, hi: float, b: int
+) -> np.ndarray:
+    """The values of bin ``b`` and their weights, as rows ``(value, weight)``."""
+    w = _weights_of(block, wblock)
+    ok = np.isfinite(block) & (block >= lo) & (block <= hi)
+    v, w = block[ok], w[ok]
+    chosen = _bin_of(v, lo, hi) == b
+    return np.stack([v[chosen], w[chosen]], axis=1)
 
 
-def _bin_range(block: np.ndarray, lo: float, hi: float, b: int) -> np.ndarray:
-    v = _in_bin(block, lo, hi, b)
+def _bin_range(
+    block: np.ndarray, wblock: np.ndarray | None, lo: float, hi: float, b: int
+) -> np.ndarray:
+    v = _in_bin(block, wblock, lo, hi, b)[:, 0]
     return np.array([v.min(), v.max()]) if v.size else np.array([np.inf, -np.inf])
 
 
@@ -72,13 +95,17 @@ def _blocks(values: Any) -> da.Array:
     return da.from_array(np.asarray(values, dtype=np.float64), chunks=1_000_000)
 
 
-def _per_block(arr: da.Array, func: Any, width: int, *args: Any) -> np.ndarray:
-    """``func(block, *args)`` (a length-``width`` vector) for every block, stacked."""
+def _per_block(
+    arr: da.Array, weights: da.Array | None, func: Any, width: int, *args: Any
+) -> np.ndarray:
+    """``func(block, weight_block, *args)`` (a length-``width`` vector) for every block,
+    stacked."""
+    inputs = (arr,) if weights is None else (arr, weights)
     parts = da.map_blocks(
         _as_row,
-        arr,
-        func,
-        *args,
+        *inputs,
+        fn=func,
+        fn_args=args,
         dtype=np.float64,
         chunks=((1,) * arr.numblocks[0], (width,)),
         new_axis=1,
@@ -87,48 +114,81 @@ def _per_block(arr: da.Array, func: Any, width: int, *args: Any) -> np.ndarray:
     return np.asarray(out)
 
 
-def _as_row(block: np.ndarray, func: Any, *args: Any) -> np.ndarray:
-    return np.asarray(func(block, *args))[None, :]
+def _as_row(
+    block: np.ndarray,
+    wblock: np.ndarray | None = None,
+    *,
+    fn: Any,
+    fn_args: tuple[Any, ...],
+) -> np.ndarray:
+    return np.asarray(fn(block, wblock, *fn_args))[None, :]
 
 
-def order_statistic(values: Any, rank: int) -> float:
-    """The finite value of 0-based ``rank`` in sorted order."""
+def _collect(block: np.ndarray, wblock: np.ndarray | None = None, **kw: Any) -> np.ndarray:
+    return _in_bin(block, wblock, kw["lo"], kw["hi"], kw["b"])
+
+
+def _aligned(values: da.Array, weights: Any) -> da.Array | None:
+    if weights is None:
+        return None
+    w = weights if isinstance(weights, da.Array) else da.from_array(np.asarray(weights))
+    return w.astype(np.float64).rechunk(values.chunks)
+
+
+def order_statistic(values: Any, rank: float, weights: Any = None) -> float:
+    """The finite value of 0-based ``rank`` in sorted order; with ``weights``, the
+    first value (in sorted order) at which the cumulated weight exceeds ``rank``."""
     arr = _blocks(values)
-    table = _per_block(arr, _summary, 3)
-    count, lo, hi = int(table[:, 0].sum()), float(table[:, 1].min()), float(table[:, 2].max())
-    if not 0 <= rank < count:
-        raise ValueError(f"rank {rank} outside 0..{count - 1}")
+    w = _aligned(arr, weights)
+    table = _per_block(arr, w, _summary, 3)
+    total, lo, hi = float(table[:, 0].sum()), float(table[:, 1].min()), float(table[:, 2].max())
+    if not 0 <= rank < total:
+        raise ValueError(f"rank {rank} outside [0, {total})")
     while True:
-        counts = _per_block(arr, _hist, BINS + 1, lo, hi).sum(axis=0)
-        bins = counts[1:]
-        cum = counts[0] + np.cumsum(bins)
-        b = int(np.searchsorted(cum, rank + 1))
-        start = int(cum[b] - bins[b])
-        if bins[b] <= COLLECT or hi <= lo:
+        sums = _per_block(arr, w, _hist, 2 * BINS + 1, lo, hi).sum(axis=0)
+        below, bins, counts = sums[0], sums[1 : BINS + 1], sums[BINS + 1 :]
+        cum = below + np.cumsum(bins)
+        b = min(int(np.searchsorted(cum, rank, side="right")), BINS - 1)
+        start = float(cum[b] - bins[b])
+        if counts[b] <= COLLECT or hi <= lo:
+            inputs = (arr,) if w is None else (arr, w)
             parts = da.map_blocks(
-                _in_bin, arr, lo, hi, b, dtype=np.float64, chunks=((np.nan,) * arr.numblocks[0],)
+                _collect,
+                *inputs,
+                lo=lo,
+                hi=hi,
+                b=b,
+                dtype=np.float64,
+                chunks=((np.nan,) * arr.numblocks[0], (2,)),
+                new_axis=1,
             )
-            (vals,) = compute(parts, label="quantile")
-            return float(np.sort(np.asarray(vals))[rank - start])
-        ranges = _per_block(arr, _bin_range, 2, lo, hi, b)
+            (pairs,) = compute(parts, label="quantile")
+            pairs = np.asarray(pairs).reshape(-1, 2)
+            pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
+            at = int(np.searchsorted(start + np.cumsum(pairs[:, 1]), rank, side="right"))
+            return float(pairs[min(at, len(pairs) - 1), 0])
+        ranges = _per_block(arr, w, _bin_range, 2, lo, hi, b)
         new_lo, new_hi = float(ranges[:, 0].min()), float(ranges[:, 1].max())
         if new_lo == new_hi:
             return new_lo
         lo, hi = new_lo, new_hi
 
 
-def quantile(values: Any, q: float) -> float:
-    """``numpy.quantile(values[finite], q)`` (linear interpolation), out of core."""
+def quantile(values: Any, q: float, weights: Any = None) -> float:
+    """``numpy.quantile(values[finite], q)`` (linear interpolation), out of core; with
+    ``weights``, that of the values each repeated ``weight`` times (the positions are
+    ``q (W - 1)`` in cumulated weight ``W``, for any non-negative weights)."""
     arr = _blocks(values)
-    count = int(_per_block(arr, _summary, 3)[:, 0].sum())
-    if count == 0:
+    w = _aligned(arr, weights)
+    count = float(_per_block(arr, w, _summary, 3)[:, 0].sum())
+    if count <= 0:
         raise ValueError("no finite values to take a quantile of")
-    pos = q * (count - 1)
+    pos = q * (count - 1) if count >= 1 else 0.0
     lo_rank = math.floor(pos)
-    a = order_statistic(arr, lo_rank)
+    a = order_statistic(arr, lo_rank, w)
     if pos == lo_rank:
         return a
-    b = order_statistic(arr, min(lo_rank + 1, count - 1))
+    b = order_statistic(arr, min(lo_rank + 1, count - 1), w)
     t = pos - lo_rank
     # Interpolate as numpy does (from the nearer end), so results agree bit for bit.
     return float(a + (b - a) * t) if t < 0.5 else float(b - (b - a) * (1.0 - t))

@@ -32,22 +32,29 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.families import Prepared
-from ..core.kernel import estep, score_rows
+from ..core.kernel import estep, score_rows, weighted_rows
 from ..core.mstep import m_step
 from ..core.params import MixtureParams
 from ..core.stats import SufficientStats
 from . import quantile
+from .compute import compute
 from .data import ChunkedData
 from .init import add_tuples, params_frame
 
 
 def _kept_estep(
-    X: np.ndarray, offset: int, scorer: Prepared, prep: Prepared, threshold: float
+    X: np.ndarray,
+    offset: int,
+    scorer: Prepared,
+    prep: Prepared,
+    threshold: float,
+    weights: np.ndarray | None = None,
 ) -> tuple[SufficientStats, ...]:
     """Statistics (under ``prep``) of the rows whose log-likelihood under ``scorer``
     is at least ``threshold``."""
     keep = score_rows(X, scorer) >= threshold
-    return estep(X[keep], (prep,))
+    X, w = weighted_rows(X[keep], None if weights is None else weights[keep])
+    return estep(X, (prep,), weights=w)
 
 
 def _scores_chunk(X: np.ndarray, offset: int, scorer: Prepared) -> np.ndarray:
@@ -56,13 +63,24 @@ def _scores_chunk(X: np.ndarray, offset: int, scorer: Prepared) -> np.ndarray:
 
 def kept_threshold(data: ChunkedData, scorer: Prepared, trim: float) -> float:
     """The log-likelihood of the ``ceil((1 - trim) n)``-th most likely row, computed
-    exactly as the kept rows are chosen (same kernel constants, same frame)."""
-    h = math.ceil((1.0 - trim) * data.n_rows)
+    exactly as the kept rows are chosen (same kernel constants, same frame). With
+    weights, ``n`` is their sum and a row counts its weight in the ranks."""
     values = data.map_rows(_scores_chunk, scorer)
-    rank = data.n_rows - h  # 0-based rank in ascending order
-    if isinstance(values, np.ndarray):
-        return float(np.partition(values, rank)[rank])
-    return quantile.order_statistic(values.persist(), rank)
+    weights = data.weight_column(lazy=True)
+    if weights is None:
+        total = float(data.n_rows)
+    elif isinstance(weights, np.ndarray):
+        total = float(weights.sum())
+    else:
+        (total,) = compute(weights.sum(), label="trim")
+    rank = total - math.ceil((1.0 - trim) * total)  # 0-based rank in ascending order
+    if not isinstance(values, np.ndarray):
+        return quantile.order_statistic(values.persist(), rank, weights)
+    if weights is None:
+        return float(np.partition(values, int(rank))[int(rank)])
+    order = np.argsort(values, kind="stable")
+    at = int(np.searchsorted(np.cumsum(weights[order]), rank, side="right"))
+    return float(values[order[min(at, order.size - 1)]])
 
 
 def without_light_component(params: MixtureParams, min_weight: float) -> MixtureParams | None:

@@ -32,8 +32,8 @@ from .._validation import (
 )
 from ..core.families import FAMILY_NAMES, CovarianceFamily, get_family
 from ..core.frame import Frame
-from ..core.kernel import score_rows
 from ..core.params import MixtureParams
+from ..core.stats import merge_moments, row_moments
 from ..core.variational import (
     PRIOR_TYPES,
     Posterior,
@@ -70,33 +70,6 @@ _SEED_ROW_METHODS = ("k-means++", "random_from_data")
 _INIT_REGULARISATION = 1e-6
 # Posterior arrays in model files, besides the point estimates.
 _POSTERIOR_ARRAYS = ("weight_concentration", "mean_precision", "degrees_of_freedom")
-
-
-def _moments_chunk(X: np.ndarray, offset: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """Rows, mean and centred scatter of a chunk (float64)."""
-    x = np.asarray(X, dtype=np.float64)
-    mean = x.mean(axis=0)
-    centred = x - mean
-    return float(x.shape[0]), mean, centred.T @ centred
-
-
-def _merge_moments(
-    a: tuple[float, np.ndarray, np.ndarray], b: tuple[float, np.ndarray, np.ndarray]
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Chan et al.'s merge of two chunks' centred moments."""
-    n = a[0] + b[0]
-    delta = b[1] - a[1]
-    mean = a[1] + delta * (b[0] / n)
-    scatter = a[2] + b[2] + np.outer(delta, delta) * (a[0] * b[0] / n)
-    return n, mean, scatter
-
-
-def _score_sum_chunk(X: np.ndarray, offset: int, prep: Any) -> tuple[float, int]:
-    return float(np.sum(score_rows(X, prep))), X.shape[0]
-
-
-def _add_pairs(a: tuple[float, int], b: tuple[float, int]) -> tuple[float, int]:
-    return a[0] + b[0], a[1] + b[1]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -281,20 +254,24 @@ default="dirichlet_process"
 
     # -------------------------------------------------------------------- fit
     @blas_guarded
-    def fit(self, X: Any, y: Any = None) -> BayesianGaussianMixture:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> BayesianGaussianMixture:
         """Estimate the posterior with variational EM.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), dask array, zarr.Array or location
         y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative row weights, as for :meth:`GaussianMixture.fit`: every
+            statistic, the data moments the default priors are taken from, and the
+            k-means initialisation count a row ``w`` times.
 
         Returns
         -------
         self
         """
         self.check_params()
-        data = self._fit_data(X)
+        data = self._fit_data(X, sample_weight)
         if data.n_rows < 2:
             raise InvalidInputError(
                 f"Found array with {data.n_rows} sample(s) (shape=({data.n_rows}, "
@@ -310,7 +287,7 @@ default="dirichlet_process"
             data = data.persist()
         data = data.cache(self.cache)
         family = self._family()
-        n, mean, scatter = data.map_reduce(_moments_chunk, combine=_merge_moments, label="moments")
+        n, mean, scatter = data.map_reduce(row_moments, combine=merge_moments, label="moments")
         priors = self._resolve_priors(family, mean, scatter / (n - 1.0))
         if self._continuing():
             posterior = replace(self._posterior(), prior_type=priors.prior_type)
@@ -326,9 +303,9 @@ default="dirichlet_process"
         self._adopt(runs[best], priors, data.n_features, data.dtype)
         return self
 
-    def fit_predict(self, X: Any, y: Any = None) -> Any:
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return the most likely component of every row."""
-        return self.fit(X).predict(X)
+        return self.fit(X, sample_weight=sample_weight).predict(X)
 
     def _resolve_priors(
         self, family: CovarianceFamily, mean: np.ndarray, covariance: np.ndarray
@@ -556,13 +533,11 @@ default="dirichlet_process"
         scores = scoring.score(data, params, "log_likelihood", dtype=out_dtype)
         return scores + out_dtype.type(offset)
 
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean of :meth:`score_samples` over the rows (computed, also for lazy input)."""
-        data = self._data(X)
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Mean of :meth:`score_samples` over the rows (computed, also for lazy input);
+        weighted with ``sample_weight``."""
         params, offset = self._variational()
-        prep = scoring.prepare_for(params, data)
-        total, n = data.map_reduce(_score_sum_chunk, prep, combine=_add_pairs, label="score")
-        return float(self._output_dtype(data).type(total / n + offset))
+        return self._total(self._data(X, sample_weight), params, offset)[0]
 
     # ------------------------------------------------------------------ files
     def _files_meta(self) -> dict[str, Any]:

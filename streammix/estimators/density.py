@@ -28,7 +28,7 @@ from .._validation import (
 )
 from ..core import conditional, explain, sampling
 from ..core.families import COVARIANCE_TYPES, CovarianceFamily, family_for, get_family
-from ..core.kernel import score_rows
+from ..core.kernel import score_rows, weighted_rows
 from ..core.params import MixtureParams
 from ..engine import scoring as engine_score
 from ..engine.data import ChunkedData
@@ -37,6 +37,7 @@ from ..io.inputs import as_chunked
 from ..io.location import Location
 from ..io.modelfile import write_model_dir
 from ..io.modelmeta import check_model_files
+from ..io.weights import as_weighted
 from .estimator import Estimator
 
 # Rules for the parameters that define a density's structure; estimators add their own.
@@ -112,11 +113,17 @@ def fitted_dtype(*arrays: Any) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def _score_sum_chunk(X: np.ndarray, offset: int, prep: Any) -> tuple[float, int]:
-    return float(np.sum(score_rows(X, prep))), X.shape[0]
+def _score_sum_chunk(
+    X: np.ndarray, offset: int, prep: Any, weights: np.ndarray | None = None
+) -> tuple[float, float]:
+    X, w = weighted_rows(X, weights)
+    values = score_rows(X, prep)
+    if w is None:
+        return float(np.sum(values)), float(X.shape[0])
+    return float(values @ w), float(np.sum(w))
 
 
-def _add_pairs(a: tuple[float, int], b: tuple[float, int]) -> tuple[float, int]:
+def _add_pairs(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
     return a[0] + b[0], a[1] + b[1]
 
 
@@ -181,9 +188,10 @@ class MixtureDensity(Estimator):
         except ValueError as err:
             raise InvalidParameterError(str(err)) from None
 
-    def _data(self, X: Any) -> ChunkedData:
-        """Data to score: any accepted input, checked against the fitted model."""
-        data = as_chunked(X)
+    def _data(self, X: Any, sample_weight: Any = None) -> ChunkedData:
+        """Data to score: any accepted input (with its weights), checked against the
+        fitted model."""
+        data = as_weighted(X, sample_weight)
         self.check_fitted()
         self.check_n_features(data.n_features)
         return data
@@ -333,27 +341,39 @@ class MixtureDensity(Estimator):
             data, self.params_, "log_likelihood", dtype=self._output_dtype(data)
         )
 
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean log-likelihood of the rows (computed, also for lazy input).
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Mean log-likelihood of the rows (computed, also for lazy input); with
+        ``sample_weight``, the weighted mean.
 
         The rows' log-likelihoods are added in float64; the mean is rounded to
         the dtype of :meth:`score_samples` before it becomes a Python float, so
         that it is the mean of those values to their precision.
         """
-        data = self._data(X)
-        prep = engine_score.prepare_for(self.params_, data)
+        return self._total(self._data(X, sample_weight))[0]
+
+    def _total(
+        self, data: ChunkedData, params: MixtureParams | None = None, offset: float = 0.0
+    ) -> tuple[float, float]:
+        """Mean log-likelihood under ``params`` (default the fitted ones) plus
+        ``offset``, rounded as :meth:`score` says, and the number of rows (sum of
+        weights) of ``data``."""
+        prep = engine_score.prepare_for(self.params_ if params is None else params, data)
         total, n = data.map_reduce(_score_sum_chunk, prep, combine=_add_pairs, label="score")
-        return float(self._output_dtype(data).type(total / n))
+        return float(self._output_dtype(data).type(total / n + offset)), n
 
-    def bic(self, X: Any) -> float:
-        """Bayesian information criterion on ``X`` (lower is better)."""
-        n = self._data(X).n_rows
-        return float(-2.0 * self.score(X) * n + self.params_.n_parameters() * np.log(n))
+    def bic(self, X: Any, sample_weight: Any = None) -> float:
+        """Bayesian information criterion on ``X`` (lower is better):
+        ``-2 log L + p log n``. With ``sample_weight``, ``log L`` is the weighted
+        log-likelihood and ``n`` the sum of the weights, so rows repeated ``w``
+        times and weights ``w`` give the same value."""
+        mean, n = self._total(self._data(X, sample_weight))
+        return float(-2.0 * mean * n + self.params_.n_parameters() * np.log(n))
 
-    def aic(self, X: Any) -> float:
-        """Akaike information criterion on ``X`` (lower is better)."""
-        n = self._data(X).n_rows
-        return float(-2.0 * self.score(X) * n + 2.0 * self.params_.n_parameters())
+    def aic(self, X: Any, sample_weight: Any = None) -> float:
+        """Akaike information criterion on ``X`` (lower is better): ``-2 log L + 2 p``,
+        ``log L`` weighted with ``sample_weight``."""
+        mean, n = self._total(self._data(X, sample_weight))
+        return float(-2.0 * mean * n + 2.0 * self.params_.n_parameters())
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw rows from the mixture, in random order (not grouped by component).
@@ -480,8 +500,9 @@ class MixtureDensity(Estimator):
         return data.map_rows(_marginal_chunk, self.params_, dtype=np.float64)
 
     # ------------------------------------------------------------------ files
-    def calibrate(self, X: Any, contamination: float) -> float:
-        """Set ``threshold_``: the ``contamination`` quantile of ``X``'s log-likelihoods.
+    def calibrate(self, X: Any, contamination: float, sample_weight: Any = None) -> float:
+        """Set ``threshold_``: the ``contamination`` quantile of ``X``'s log-likelihoods
+        (of the rows repeated as their weights say, with ``sample_weight``).
 
         Rows scoring below it are outliers; the threshold is saved with the model.
         """
@@ -489,8 +510,9 @@ class MixtureDensity(Estimator):
 
         if not 0.0 < contamination <= 0.5:
             raise InvalidParameterError(f"contamination must be in (0, 0.5]; got {contamination}.")
-        scores = self.score_samples(X)
-        value = quantile(scores, contamination)
+        data = as_weighted(X, sample_weight)
+        scores = self.score_samples(data)
+        value = quantile(scores, contamination, data.weight_column(lazy=True))
         self.threshold_ = float(value)
         self.threshold_info_ = {"contamination": float(contamination), "source": "fit data"}
         return self.threshold_

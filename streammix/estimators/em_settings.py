@@ -17,7 +17,7 @@ from ..core.mstep import DEGENERATE_POLICIES
 from ..engine import scoring
 from ..engine.data import ChunkedData
 from ..engine.init import INIT_METHODS, InitSpec
-from ..io.inputs import as_chunked
+from ..io.weights import as_weighted
 from .density import DENSITY_RULES, MixtureDensity, check_matrices, check_means, check_weights
 
 # Rules for the parameters every EM estimator has; subclasses add their own.
@@ -62,9 +62,10 @@ class EMEstimator(MixtureDensity):
     def _continuing(self) -> bool:
         return bool(self.warm_start) and self.__sklearn_is_fitted__()
 
-    def _fit_data(self, X: Any) -> ChunkedData:
-        """Data to fit on; NaN passes when ``missing="em"``."""
-        data = as_chunked(X, allow_nan=getattr(self, "missing", "error") == "em")
+    def _fit_data(self, X: Any, sample_weight: Any = None) -> ChunkedData:
+        """Data to fit on, with its weights; NaN passes when ``missing="em"``."""
+        allow_nan = getattr(self, "missing", "error") == "em"
+        data = as_weighted(X, sample_weight, allow_nan=allow_nan)
         if self._continuing():
             self.check_n_features(data.n_features)
         return data

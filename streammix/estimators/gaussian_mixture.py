@@ -195,6 +195,7 @@ class GaussianMixture(EMEstimator):
         X: Any,
         y: Any = None,
         *,
+        sample_weight: Any = None,
         on_iteration: Callable[[IterationReport], None] | None = None,
         resume: EMCheckpoint | None = None,
     ) -> GaussianMixture:
@@ -204,6 +205,13 @@ class GaussianMixture(EMEstimator):
         ----------
         X : array-like of shape (n_samples, n_features), dask array, zarr.Array or location
         y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative row weights: a numpy or dask array, a ``zarr.Array`` or the
+            location of one, or (for Parquet ``X``) the name of a column. A row of
+            integer weight ``w`` counts as ``w`` copies of it (the fit equals the
+            fit on repeated rows), a row of weight 0 as no row; k-means
+            initialisation is weighted too, and the lower bound is the weighted mean
+            log-likelihood. See :mod:`streammix.io.weights`.
         on_iteration : callable, optional
             Called after every iteration with an
             :class:`~streammix.engine.batch_em.IterationReport`; its
@@ -217,7 +225,7 @@ class GaussianMixture(EMEstimator):
         self
         """
         self.check_params()
-        data = self._fit_data(X)
+        data = self._fit_data(X, sample_weight)
         if data.n_rows < self.n_components:
             raise InvalidInputError(
                 f"Expected n_samples >= n_components but got n_components = "
@@ -250,9 +258,9 @@ class GaussianMixture(EMEstimator):
         self._adopt(states[best_run(states)], data.n_features, data.dtype, len(prior))
         return self
 
-    def fit_predict(self, X: Any, y: Any = None) -> Any:
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return the most likely component of every row."""
-        return self.fit(X).predict(X)
+        return self.fit(X, sample_weight=sample_weight).predict(X)
 
     @classmethod
     def from_model(cls, model: MixtureDensity, **kwargs: Any) -> GaussianMixture:

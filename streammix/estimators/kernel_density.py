@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..io.inputs import DEFAULT_ARRAY, as_chunked
 from ..io.location import Location, as_location, is_location
 from ..io.modelfile import write_model_dir
 from ..io.modelmeta import check_model_files
+from ..io.weights import as_weighted, join
 from .estimator import Estimator
 
 # A model directory holds the reference rows up to this many values (80 MB in float64);
@@ -96,7 +98,7 @@ class KernelDensity(Estimator):
         self.bandwidth = bandwidth
 
     # -------------------------------------------------------------------- fit
-    def fit(self, X: Any, y: Any = None) -> KernelDensity:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KernelDensity:
         """Summarise the training rows and set the kernel covariance.
 
         One pass over the data (count, mean, covariance); the rows themselves
@@ -106,21 +108,28 @@ class KernelDensity(Estimator):
         ----------
         X : array-like of shape (n_samples, n_features), dask array, zarr.Array or path
         y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights of the training rows (numpy, dask, Zarr, or a Parquet
+            column; see :mod:`streammix.io.weights`): each row's kernel counts its
+            weight and the density is normalised by their sum. The bandwidth rules
+            take the weighted covariance and the sum of the weights as ``n``, so
+            integer weights give the KDE of the rows repeated.
 
         Returns
         -------
         self
         """
         self.check_params()
-        data = as_chunked(X)
+        data = as_weighted(X, sample_weight)
         given = X.array if isinstance(X, ChunkedData) else X
         if (
             not data.is_lazy
+            and not data.weighted
             and not isinstance(given, list | tuple)
             and np.may_share_memory(data.array, given)
         ):
             # The model keeps the rows: later changes to the caller's array must not move it.
-            data = ChunkedData(data.array.copy(), data.row_chunks, data.source)
+            data = replace(data, array=data.array.copy())
         stats = engine_kde.moment_stats(data)
         bandwidth = self.bandwidth
         if isinstance(bandwidth, str) and data.n_rows < 2:
@@ -141,7 +150,7 @@ class KernelDensity(Estimator):
                 "bandwidth."
             ) from None
         path = str(as_location(X)) if is_location(X) else None
-        self._adopt(data, stats.location(), cov, chol, factor, path)
+        self._adopt(data, stats.location(), cov, chol, factor, path, stats.n)
         return self
 
     def _adopt(
@@ -152,11 +161,14 @@ class KernelDensity(Estimator):
         cholesky: np.ndarray,
         factor: float,
         path: str | None,
+        weight_total: float,
     ) -> None:
         self._reference = data
-        self.reference_ = data.array
+        self.reference_ = data.array[:, : data.n_features] if data.weighted else data.array
         self.reference_path_ = path
         self.n_samples_fit_ = data.n_rows
+        # the density's normaliser: the rows, or the sum of their weights
+        self._weight_total = float(weight_total)
         self.mean_ = mean
         self.factor_ = float(factor)
         self.covariance_ = covariance
@@ -165,7 +177,7 @@ class KernelDensity(Estimator):
 
     # ---------------------------------------------------------------- scoring
     def _prep(self) -> KernelPrep:
-        return KernelPrep.build(self.mean_, self.cholesky_, self.n_samples_fit_)
+        return KernelPrep.build(self.mean_, self.cholesky_, self._weight_total)
 
     def _query(self, X: Any) -> ChunkedData:
         self.check_fitted()
@@ -244,8 +256,12 @@ class KernelDensity(Estimator):
         }
         stored = n_values <= MAX_SAVED_VALUES
         if stored:
-            arrays["reference"] = ref.to_numpy()
-        elif self.reference_path_ is None:
+            arrays["reference"], weights = ref.to_numpy_weighted()
+        else:
+            weights = ref.weight_column()
+        if weights is not None:
+            arrays["sample_weight"] = weights
+        if not stored and self.reference_path_ is None:
             raise ModelFileError(
                 f"Cannot save this KernelDensity: its training data ({ref.n_rows} x "
                 f"{ref.n_features} = {n_values} values) exceed the {MAX_SAVED_VALUES} values a "
@@ -264,6 +280,7 @@ class KernelDensity(Estimator):
                 "path": self.reference_path_,
                 "array": DEFAULT_ARRAY,
                 "dtype": ref.dtype.str,
+                "weighted": ref.weighted,
             },
         }
         return meta, arrays
@@ -297,10 +314,16 @@ class KernelDensity(Estimator):
                 raise ModelFileError(
                     f"reference has shape {rows.shape} (expected {(n, d)}) or holds NaN/infinity"
                 )
-            data = ChunkedData.from_numpy(rows)
+            data = ChunkedData.from_numpy(rows, weights=arrays.get("sample_weight"))
         else:
             data = _reopen(str(path), str(info.get("array", DEFAULT_ARRAY)), (n, d))
-        est._adopt(data, arrays["mean"], arrays["covariance"], chol, float(meta["factor"]), path)
+            if "sample_weight" in arrays:
+                data = join(data, arrays["sample_weight"])
+        weights = arrays.get("sample_weight")
+        total = float(n) if weights is None else float(np.sum(weights, dtype=np.float64))
+        est._adopt(
+            data, arrays["mean"], arrays["covariance"], chol, float(meta["factor"]), path, total
+        )
         return est
 
 

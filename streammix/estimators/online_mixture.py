@@ -234,14 +234,14 @@ precisions_init, random_state, on_degenerate
             taken += data.row_chunks[c]
             if taken >= want:
                 break
-        sample = data.take(np.sort(np.concatenate(rows)))
+        sample, weights = data.take_weighted(np.sort(np.concatenate(rows)))
         if sample.shape[0] < self.n_components:
             raise InvalidInputError(
                 f"Expected n_samples >= n_components but got n_components = "
                 f"{self.n_components}, n_samples = {sample.shape[0]}"
             )
         starts, frame = initial_params(
-            ChunkedData.from_numpy(sample.astype(data.dtype)),
+            ChunkedData.from_numpy(sample.astype(data.dtype), weights=weights),
             family,
             self.n_components,
             spec,
@@ -264,6 +264,7 @@ precisions_init, random_state, on_degenerate
         X: Any,
         y: Any = None,
         *,
+        sample_weight: Any = None,
         on_epoch: Callable[[int, OnlineGaussianMixture], None] | None = None,
         resume: OnlineCheckpoint | None = None,
     ) -> OnlineGaussianMixture:
@@ -275,6 +276,10 @@ precisions_init, random_state, on_degenerate
         ----------
         X : array-like, dask array, zarr.Array or location
         y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative row weights (as for :meth:`GaussianMixture.fit`): a row
+            counts its weight in every update's statistics; ``n_rows_seen_`` and the
+            warm-up count weight, not rows.
         on_epoch : callable, optional
             Called as ``on_epoch(epoch, self)`` after every epoch; ``checkpoint()``
             is then the value to resume from.
@@ -283,7 +288,7 @@ precisions_init, random_state, on_degenerate
             uninterrupted fit's.
         """
         self.check_params()
-        data = self._fit_data(X)
+        data = self._fit_data(X, sample_weight)
         rng = as_generator(self.random_state)
         n_chunks = len(data.row_chunks)
         # Every epoch's chunk order and per-chunk row-shuffling seeds are drawn up front,
@@ -316,16 +321,21 @@ precisions_init, random_state, on_degenerate
         return self
 
     @blas_guarded
-    def partial_fit(self, X: Any, y: Any = None) -> OnlineGaussianMixture:
+    def partial_fit(
+        self, X: Any, y: Any = None, sample_weight: Any = None
+    ) -> OnlineGaussianMixture:
         """Update the model with the rows of ``X``, in order, ``batch_size`` at a time.
 
         The first call initialises on ``X`` (its first chunks). Successive calls
         continue exactly where the previous one stopped, also across
-        :meth:`save` and :func:`streammix.load`.
+        :meth:`save` and :func:`streammix.load`. With ``sample_weight``, each
+        row counts its weight: integer weights update the model as the rows
+        repeated would, when each update's batch holds the same rows (a batch is
+        ``batch_size`` rows, whatever their weights).
         """
         self.check_params()
         fitted = getattr(self, "_online_state", None) is not None
-        data = self._data(X) if fitted else self._fit_data(X)
+        data = self._data(X, sample_weight) if fitted else self._fit_data(X, sample_weight)
         order = np.arange(len(data.row_chunks))
         state = (
             self._state()

@@ -10,6 +10,7 @@ any other streammix mixture (``streammix flag --model``).
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,31 +19,14 @@ from .._random import as_generator
 from .._validation import Constraint, Interval, IsBool, IsNone, IsRandomState, Options
 from ..core.families import CovarianceFamily, get_family
 from ..core.params import MixtureParams
+from ..core.stats import merge_moments, row_moments
 from ..engine.compute import blas_guarded
 from ..engine.data import ChunkedData
 from ..engine.trimmed import trimmed_fit
 from ..errors import ConvergenceWarning, InvalidInputError, InvalidParameterError
-from ..io.inputs import as_chunked
+from ..io.weights import as_weighted
 from .density import MixtureDensity
 from .gaussian_mixture import GaussianMixture
-
-
-def _moments_chunk(X: np.ndarray, offset: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """Count, mean and centred sum of squares of a chunk's columns."""
-    mean = np.asarray(X.mean(axis=0, dtype=np.float64))
-    return float(X.shape[0]), mean, np.asarray(np.sum((X - mean) ** 2, axis=0, dtype=np.float64))
-
-
-def _merge(
-    a: tuple[float, np.ndarray, np.ndarray], b: tuple[float, np.ndarray, np.ndarray]
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Chan et al.'s merge of column means and sums of squares."""
-    na, ma, sa = a
-    nb, mb, sb = b
-    n = na + nb
-    delta = mb - ma
-    return n, ma + delta * (nb / n), sa + sb + delta**2 * (na * nb / n)
-
 
 #: Constants of the ``"auto"`` recipe, chosen by leave-one-dataset-out (see the
 #: class docstring and ``tests/benchmarks/bench_outliers.py``).
@@ -216,17 +200,23 @@ class OutlierDetector(MixtureDensity):
 
     # -------------------------------------------------------------------- fit
     @blas_guarded
-    def fit(self, X: Any, y: Any = None) -> OutlierDetector:
-        """Fit the robust mixture and set ``threshold_``."""
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> OutlierDetector:
+        """Fit the robust mixture and set ``threshold_``.
+
+        With ``sample_weight`` (non-negative, as for :meth:`GaussianMixture.fit`),
+        a row counts its weight everywhere: in the standardisation, the fits, the
+        share of rows trimmed and the ``contamination`` quantile.
+        """
         self.check_params()
-        data = as_chunked(X)
-        k, name, rank = self.resolved(data.n_rows, data.n_features)
+        data = as_weighted(X, sample_weight)
+        center, scale, n_rows = self._standardisation(data)
+        # rows, or the sum of weights: integer weights give the recipe of repeated rows
+        k, name, rank = self.resolved(max(1, round(n_rows)), data.n_features)
         if data.n_rows < max(2, k):
             raise InvalidInputError(
                 f"Expected n_samples >= max(2, n_components) but got n_components = "
                 f"{k}, n_samples = {data.n_rows}"
             )
-        center, scale = self._standardisation(data)
         z = self._transform(data, center, scale)
         start = GaussianMixture(
             k,
@@ -263,21 +253,27 @@ class OutlierDetector(MixtureDensity):
         }
         return self
 
-    def _standardisation(self, data: ChunkedData) -> tuple[np.ndarray, np.ndarray]:
+    def _standardisation(self, data: ChunkedData) -> tuple[np.ndarray, np.ndarray, float]:
+        """Centre and scale of the features, and the rows (sum of weights)."""
         d = data.n_features
+        if not self.standardize and not data.weighted:
+            return np.zeros(d), np.ones(d), float(data.n_rows)
+        n, mean, ss = data.map_reduce(row_moments, False, combine=merge_moments, label="moments")
         if not self.standardize:
-            return np.zeros(d), np.ones(d)
-        n, mean, ss = data.map_reduce(_moments_chunk, combine=_merge, label="moments")
+            return np.zeros(d), np.ones(d), n
         std = np.sqrt(ss / n)
         std[~(std > 1e-12)] = 1.0
-        return mean, std
+        return mean, std, n
 
     @staticmethod
     def _transform(data: ChunkedData, center: np.ndarray, scale: np.ndarray) -> ChunkedData:
+        if data.weighted:  # the weights' column stays as it is
+            center, scale = np.append(center, 0.0), np.append(scale, 1.0)
         if data.is_lazy:
             z = (data.array - center.astype(data.dtype)) / scale.astype(data.dtype)
-            return ChunkedData.from_dask(z, data.source)
-        return ChunkedData.from_numpy(((data.array - center) / scale).astype(data.dtype))
+            return replace(ChunkedData.from_dask(z, data.source), weighted=data.weighted)
+        z = ((data.array - center) / scale).astype(data.dtype)
+        return replace(ChunkedData.from_numpy(z), weighted=data.weighted)
 
     def _to_original(
         self, params: MixtureParams, center: np.ndarray, scale: np.ndarray
@@ -288,8 +284,8 @@ class OutlierDetector(MixtureDensity):
         cov = family.rescaled(params.covariances, scale)
         return MixtureParams.from_covariances(family, params.weights, means, cov)
 
-    def calibrate(self, X: Any, contamination: float) -> float:
-        value = super().calibrate(X, contamination)
+    def calibrate(self, X: Any, contamination: float, sample_weight: Any = None) -> float:
+        value = super().calibrate(X, contamination, sample_weight)
         self.offset_ = value
         return value
 

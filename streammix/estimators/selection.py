@@ -27,7 +27,7 @@ from ..engine.batch_em import EMSettings, Holdout, IterationReport, RunState, es
 from ..engine.compute import blas_guarded
 from ..engine.init import draw_sample, fit_frame, kmeans_starts
 from ..errors import InvalidInputError, InvalidParameterError
-from ..io.inputs import as_chunked
+from ..io.weights import as_weighted
 from .gaussian_mixture import GaussianMixture
 
 CRITERIA = ("bic", "aic", "heldout")
@@ -104,6 +104,7 @@ def select(
     on_degenerate: str = "reseed",
     array: str = "X",
     on_iteration: Callable[[IterationReport], None] | None = None,
+    sample_weight: Any = None,
 ) -> Selection:
     """Fit every (n_components, covariance_type) candidate in shared passes and pick one.
 
@@ -118,6 +119,10 @@ def select(
         Share of rows held out for ``criterion="heldout"``.
     on_degenerate : {"reseed", "error"}
         Large candidates may collapse components; by default they are re-seeded.
+    sample_weight : array-like, dask array, zarr.Array, location or Parquet column, optional
+        Row weights (see :func:`streammix.io.weights.as_weighted`). The criteria then
+        use the weighted log-likelihood, and BIC's number of rows is the sum of the
+        weights (rows repeated ``w`` times give the same table).
 
     Returns
     -------
@@ -135,7 +140,7 @@ def select(
     ks = sorted({int(k) for k in n_components})
     types = list(dict.fromkeys(covariance_types))
     _check(ks, types, criterion, holdout)
-    data = as_chunked(X, array=array)
+    data = as_weighted(X, sample_weight, array=array)
     if data.n_rows < min(ks):
         raise InvalidInputError(
             f"Expected n_samples >= n_components but got n_components = {min(ks)}, "
@@ -145,10 +150,12 @@ def select(
     candidates = [(k, get_family(t)) for t in types for k in ks if k <= data.n_rows]
     seeds = np.random.SeedSequence(draw_entropy(rng)).spawn(len(candidates) + 1)
     rngs = [np.random.default_rng(s) for s in seeds]
-    sample = draw_sample(data, max(ks), rngs[-1])
+    sample, sample_w = draw_sample(data, max(ks), rngs[-1])
     frame = fit_frame(data, sample)
     sample_y = (sample - frame.shift) / frame.scale
-    starts = kmeans_starts(data, sample_y, frame, candidates, rngs[:-1], reg_covar, on_degenerate)
+    starts = kmeans_starts(
+        data, sample_y, frame, candidates, rngs[:-1], reg_covar, on_degenerate, sample_w
+    )
     split = Holdout(draw_entropy(rng), holdout) if criterion == "heldout" else None
     settings = EMSettings(candidates[0][1], reg_covar, tol, max_iter, on_degenerate, holdout=split)
     states: list[RunState] = run_em(

@@ -260,7 +260,13 @@ VARIATIONAL = table(
     ),
 )
 KDE_REFERENCE = table(
-    {"stored": boolean, "path": optional(text), "array": text, "dtype": float_dtype},
+    {
+        "stored": boolean,
+        "path": optional(text),
+        "array": text,
+        "dtype": float_dtype,
+        "weighted": boolean,
+    },
     required=("stored", "path", "array"),
 )
 
@@ -423,12 +429,19 @@ def _check_kde_arrays(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray])
         raise InvalidInputError(
             "model.json: 'reference.path' must name the training data when they are not stored."
         )
+    if reference.get("weighted"):
+        shapes["sample_weight"] = (n,)
     for name in arrays:
         if name not in shapes:
             raise InvalidInputError(f"model.json: unknown array {name!r}.")
     _check_arrays(arrays, shapes, required=True)
     for name, arr in arrays.items():
         _check_values(name, arr)
+    weights = arrays.get("sample_weight")
+    if weights is not None and (np.any(weights < 0) or not np.any(weights > 0)):
+        raise InvalidInputError(
+            "model.json: 'sample_weight' must be >= 0 with at least one weight > 0."
+        )
 
 
 def _check_arrays(

@@ -75,6 +75,13 @@ COLUMNS = Option(
     "Columns to use when DATA is Parquet (default: every numeric column).",
     group="Data",
 )
+SAMPLE_WEIGHT = Option(
+    "sample_weight",
+    TEXT,
+    "Row weights: a Zarr array (path or URL) with one weight >= 0 per row of DATA, or, "
+    "for Parquet DATA, the name of a column (then not a feature).",
+    group="Data",
+)
 ON_INVALID = Option(
     "on_invalid",
     TEXT,
@@ -315,6 +322,7 @@ FIT = Job(
         DATA,
         ARRAY,
         COLUMNS,
+        SAMPLE_WEIGHT,
         Option(
             "model",
             LOCATION,
@@ -450,6 +458,7 @@ SELECT = Job(
         DATA,
         ARRAY,
         COLUMNS,
+        SAMPLE_WEIGHT,
         Option(
             "model",
             LOCATION,
@@ -821,6 +830,7 @@ KDE = Job(
         DATA,
         ARRAY,
         COLUMNS,
+        SAMPLE_WEIGHT,
         OUTPUT,
         Option(
             "bandwidth",

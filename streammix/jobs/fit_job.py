@@ -37,13 +37,18 @@ from ..io.inputs import as_chunked, input_id
 from ..io.location import Location, StorageOptions, as_location, is_location
 from ..io.modelfile import check_destination
 from ..io.outputs import check_destination as check_output
+from ..io.weights import as_weighted
 from .stream_job import consumed_record
 
 logger = logging.getLogger("streammix")
 
 
 def _fingerprint(
-    estimator: MixtureDensity, data: Any, array: str, columns: Sequence[str] | None = None
+    estimator: MixtureDensity,
+    data: Any,
+    array: str,
+    columns: Sequence[str] | None = None,
+    sample_weight: Any = None,
 ) -> str:
     """What a checkpoint must match to be resumed: estimator settings and input (its
     location, or the content of in-memory data: see :func:`~streammix.io.inputs.input_id`)."""
@@ -56,6 +61,10 @@ def _fingerprint(
     source = str(as_location(data)) if is_location(data) else input_id(data)
     doc = {"estimator": type(estimator).__name__, "params": params, "input": source}
     doc["array"] = ",".join(columns) if columns else array
+    if sample_weight is not None:
+        doc["sample_weight"] = (
+            str(sample_weight) if is_location(sample_weight) else input_id(sample_weight)
+        )
     text = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -134,6 +143,7 @@ def fit(
     *,
     array: str = "X",
     columns: Sequence[str] | None = None,
+    sample_weight: Any = None,
     checkpoint: str | os.PathLike[str] | Location | None = None,
     resume: bool = False,
     contamination: float | None = None,
@@ -148,6 +158,8 @@ def fit(
     model_dir : location of the model directory to write
     estimator : GaussianMixture or OnlineGaussianMixture (unfitted settings)
     columns : the columns of a Parquet input (default: every numeric column)
+    sample_weight : row weights: a Zarr location or array, an in-memory array, or the
+        name of a column of Parquet ``data`` (see :mod:`streammix.io.weights`)
     checkpoint : location for the fit's state after every iteration (epoch)
     resume : continue from ``checkpoint`` when it holds a state of this fit
     contamination : also calibrate ``threshold_`` at this quantile of the
@@ -167,8 +179,10 @@ def fit(
     for dest in (model_loc, ckpt):
         if dest is not None:
             check_destination(dest)
-    ds = as_chunked(data, array=array, columns=columns)
-    fingerprint = _fingerprint(estimator, data, array, columns)
+    ds = as_weighted(
+        data, sample_weight, array=array, columns=columns, storage_options=storage_options
+    )
+    fingerprint = _fingerprint(estimator, data, array, columns, sample_weight)
     if getattr(estimator, "warm_start", False) and not estimator.__sklearn_is_fitted__():
         _warm_from(estimator, model_loc)
     if isinstance(estimator, OutlierDetector):

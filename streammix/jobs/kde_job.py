@@ -12,6 +12,7 @@ from ..estimators.kernel_density import KernelDensity
 from ..io.inputs import as_chunked, input_id
 from ..io.location import StorageOptions, Where, as_location, locate
 from ..io.outputs import ArraySpec, check_destination, regular_chunk_rows, write_lazy, writing
+from ..io.weights import as_weighted
 
 Progress = Callable[[int, int], None]
 
@@ -24,22 +25,30 @@ def kde(
     query: Any = None,
     array: str = "X",
     columns: Sequence[str] | None = None,
+    sample_weight: str | None = None,
     overwrite: bool = False,
     storage_options: StorageOptions | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Fit a Gaussian KDE on ``data`` and write the log-density of every row of
-    ``query`` (default: ``data`` itself) to ``output`` (``log_density``)."""
+    """Fit a Gaussian KDE on ``data`` (its rows weighted by ``sample_weight``: a Zarr
+    location, or a column of Parquet ``data``) and write the log-density of every row
+    of ``query`` (default: ``data`` itself) to ``output`` (``log_density``)."""
     data, query = locate(data, storage_options), locate(query, storage_options)
     output = as_location(output, storage_options)
     check_destination(output)
-    reference = as_chunked(data, array=array, columns=columns)
-    queries = reference if query is None else as_chunked(query, array=array, columns=columns)
+    reference = as_weighted(
+        data, sample_weight, array=array, columns=columns, storage_options=storage_options
+    )
+    if query is None:
+        queries = reference.features()
+    else:
+        queries = as_chunked(query, array=array, columns=columns)
     chunk_rows = regular_chunk_rows(queries.row_chunks)
     model = KernelDensity(bandwidth=bandwidth).fit(reference)
     job = {
         "kind": "kde",
         "reference": input_id(data, array, columns),
+        "sample_weight": None if sample_weight is None else str(sample_weight),
         "bandwidth": bandwidth,
         "query": input_id(query if query is not None else data, array, columns),
     }

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..estimators.selection import select
-from ..io.inputs import as_chunked
 from ..io.location import StorageOptions, Where, as_location, locate
 from ..io.modelfile import check_destination
+from ..io.weights import as_weighted
 
 
 def select_job(
@@ -24,16 +24,18 @@ def select_job(
     seed: int = 0,
     array: str = "X",
     columns: Sequence[str] | None = None,
+    sample_weight: str | None = None,
     tol: float = 1e-3,
     max_iter: int = 100,
     storage_options: StorageOptions | None = None,
 ) -> dict[str, Any]:
-    """Run :func:`streammix.select` and save the chosen model to ``model_dir``."""
+    """Run :func:`streammix.select` (rows weighted by ``sample_weight``: a Zarr location,
+    or a column of Parquet ``data``) and save the chosen model to ``model_dir``."""
     data = locate(data, storage_options)
     model_dir = as_location(model_dir, storage_options)
     check_destination(model_dir)
-    if columns:
-        data = as_chunked(data, array=array, columns=columns)
+    if columns or sample_weight is not None:
+        data = as_weighted(data, sample_weight, array=array, columns=columns)
     result = select(
         data,
         n_components,

@@ -103,7 +103,7 @@ KEPT_STATES = 2
 # ------------------------------------------------------------ what was consumed
 def _rows(ds: ChunkedData, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` of the input, read now."""
-    part = ds.array[start:stop]
+    part = ds.array[start:stop, : ds.n_features]
     if ds.is_lazy:
         part = part.compute(scheduler="sync")
     return np.ascontiguousarray(np.asarray(part))

@@ -66,8 +66,11 @@ def start(X: np.ndarray, k: int, cov_type: str, seed: int = 1) -> dict:
     return {"weights_init": np.full(k, 1.0 / k), "means_init": means, "precisions_init": prec}
 
 
-def per_iteration(cls, kwargs: dict, X, iters: tuple[int, int], repeats: int) -> float:
-    """Seconds per iteration: the best of ``repeats`` fits at each ``max_iter``, differenced."""
+def per_iteration(
+    cls, kwargs: dict, X, iters: tuple[int, int], repeats: int, fit_kwargs: dict | None = None
+) -> float:
+    """Seconds per iteration: the best of ``repeats`` fits at each ``max_iter``, differenced
+    (``fit_kwargs``: more arguments of ``fit``, e.g. ``sample_weight``)."""
     best = []
     for n_iter in iters:
         times = []
@@ -76,7 +79,7 @@ def per_iteration(cls, kwargs: dict, X, iters: tuple[int, int], repeats: int) ->
             t = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                est.fit(X)
+                est.fit(X, **(fit_kwargs or {}))
             times.append(time.perf_counter() - t)
         best.append(min(times))
     return (best[1] - best[0]) / (iters[1] - iters[0])

@@ -91,7 +91,8 @@ class TiedKernel(BlockKernel[TiedPrepared]):
     ) -> None:
         k = resp.shape[0]
         acc[:, :k] += y @ resp.T
-        acc[:, k:] += y @ y.T
+        # each row's scatter counts with its total responsibility: 1, or its weight
+        acc[:, k:] += (y * resp.sum(axis=0)) @ y.T
 
     def split_sums(
         self, acc: np.ndarray, n_components: int, n_features: int
