@@ -111,19 +111,22 @@ def _fold_run(
     *args: Any,
 ) -> Any:
     """A run of :meth:`ChunkedData.fold`'s units in one task: each unit's chunks read
-    through ``reader`` (as ``(first row, rows)``; consecutive ones in one read), mapped
-    chunk by chunk, reduced and applied in order."""
+    through ``reader`` (as ``(first row, rows)``), each span of consecutive ones in one
+    read and one call of the unit's function, reduced and applied in order."""
     for chunks, chunk_func, update, extra in run:
         parts = []
         for span in _consecutive(chunks):
-            first = span[0][0]
-            rows = reader.read(first, span[-1][0] + span[-1][1])
-            parts += [
-                _on_chunk(chunk_func, rows[o - first : o - first + n], o, state, *args, *extra)
-                for o, n in span
-            ]
+            first, stop = span[0][0], span[-1][0] + span[-1][1]
+            rows = reader.read(first, stop)
+            parts.append(_on_chunk(chunk_func, rows, first, state, *args, *extra))
         state = update(state, tree_reduce(parts, combine), *args)
     return state
+
+
+def _on_span(func: Callable[..., Any], blocks: Sequence[Any], offset: int, *args: Any) -> Any:
+    """``func`` of consecutive chunks joined (one chunk as it is)."""
+    rows = blocks[0] if len(blocks) == 1 else np.concatenate([np.asarray(b) for b in blocks])
+    return _on_chunk(func, rows, offset, *args)
 
 
 def _consecutive(chunks: Sequence[tuple[int, int]]) -> list[list[tuple[int, int]]]:
@@ -517,19 +520,37 @@ class ChunkedData:
         """The state after every unit of ``plan``, in order.
 
         A unit ``(chunks, chunk_func, update, extra)`` maps its chunks with
-        ``chunk_func(chunk, row_offset, state, *args, *extra)``, combines the results
-        (a tree, in chunk order) and gives ``update(state, combined, *args)``. Lazy
-        data make one graph: chunks are read in parallel ahead of the chain and only
-        the state and the per-chunk results travel.
+        ``chunk_func(rows, row_offset, state, *args, *extra)``, each run of consecutive
+        chunks as one block of rows (so that small chunks make one kernel call, not
+        many; the function must be a sum over rows), combines the results (a tree, in
+        order) and gives ``update(state, combined, *args)``. Every kind of data makes
+        the same calls on the same rows, so results do not depend on where the rows
+        come from. Lazy data make one graph: rows are read in parallel ahead of the
+        chain and only the state and the per-span results travel.
         """
         offsets = self.offsets
-        plan = [(c, self._reducing(f), u, e) for c, f, u, e in plan]
+        steps = [
+            (
+                _consecutive([(offsets[c], self.row_chunks[c]) for c in chunks]),
+                self._reducing(f),
+                u,
+                e,
+            )
+            for chunks, f, u, e in plan
+        ]
         if not self.is_lazy:
             with single_threaded_blas():
-                for chunks, chunk_func, update, extra in plan:
+                for spans, chunk_func, update, extra in steps:
                     parts = [
-                        _on_chunk(chunk_func, X, offsets[c], state, *args, *extra)
-                        for X, c in ((self._chunk(c), c) for c in chunks)
+                        _on_chunk(
+                            chunk_func,
+                            self.array[sp[0][0] : sp[-1][0] + sp[-1][1]],
+                            sp[0][0],
+                            state,
+                            *args,
+                            *extra,
+                        )
+                        for sp in spans
                     ]
                     state = update(state, tree_reduce(parts, combine), *args)
             return state
@@ -538,25 +559,31 @@ class ChunkedData:
             # Runs of consecutive units, each one task that reads its units' rows itself:
             # O(workers) tasks per epoch instead of a read and a task per chunk; the
             # updates, in order, are those of one unit per task.
-            size = max(1, -(-len(plan) // (TASKS_PER_THREAD * parallelism())))
+            size = max(1, -(-len(steps) // (TASKS_PER_THREAD * parallelism())))
             node = delayed(state, traverse=False)
             reader = self._reader_node()
-            for start in range(0, len(plan), size):
+            for start in range(0, len(steps), size):
                 run = [
-                    (tuple((offsets[c], self.row_chunks[c]) for c in chunks), f, u, e)
-                    for chunks, f, u, e in plan[start : start + size]
+                    (tuple(pair for sp in spans for pair in sp), f, u, e)
+                    for spans, f, u, e in steps[start : start + size]
                 ]
                 node = delayed(_fold_run, pure=True)(reader, run, node, combine, *shared)
             (final,) = compute(node, label=label)
             return final
         blocks = self.blocks()
+        index = {o: c for c, o in enumerate(offsets)}
         node = delayed(state, traverse=False)
-        for chunks, chunk_func, update, extra in plan:
+        for spans, chunk_func, update, extra in steps:
             parts = [
-                delayed(_on_chunk, pure=True)(
-                    chunk_func, blocks[c], offsets[c], node, *shared, *extra
+                delayed(_on_span, pure=True)(
+                    chunk_func,
+                    [blocks[index[o]] for o, _ in sp],
+                    sp[0][0],
+                    node,
+                    *shared,
+                    *extra,
                 )
-                for c in chunks
+                for sp in spans
             ]
             node = delayed(update, pure=True)(node, tree_reduce_delayed(parts, combine), *shared)
         (final,) = compute(node, label=label)
@@ -625,10 +652,6 @@ class ChunkedData:
                     total = tree_reduce(parts[i * n_ref : (i + 1) * n_ref], combine)
                     out.append(finish(total, *args))
         return np.concatenate(out) if out else np.empty(0)
-
-    def _chunk(self, c: int) -> np.ndarray:
-        o = self.offsets[c]
-        return np.asarray(self.array[o : o + self.row_chunks[c]])
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The given rows' features (sorted, unique indices) as a float64 numpy array."""

@@ -23,6 +23,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from .batches import TASKS_PER_THREAD, parallelism
 from .compute import compute
 
 BINS = 1024
@@ -86,13 +87,28 @@ def _bin_range(
 
 def _blocks(values: Any) -> da.Array:
     """A dask array of ``values``: itself, a chunked store read chunk by chunk (an
-    array with ``chunks``, such as a Zarr array), or an in-memory array."""
+    array with ``chunks``, such as a Zarr array), or an in-memory array; with at most
+    about ``TASKS_PER_THREAD`` blocks per worker thread (runs of consecutive chunks
+    joined), so that a pass schedules tasks per worker, not per chunk."""
     if isinstance(values, da.Array):
-        return values
+        return _coarse(values)
     chunks = getattr(values, "chunks", None)
     if isinstance(chunks, tuple) and chunks and all(isinstance(c, int) for c in chunks):
-        return da.from_array(values, chunks=chunks)
+        n_chunks = -(-int(values.shape[0]) // chunks[0])
+        per_block = -(-n_chunks // (TASKS_PER_THREAD * parallelism()))
+        return da.from_array(values, chunks=(chunks[0] * per_block,))
     return da.from_array(np.asarray(values, dtype=np.float64), chunks=1_000_000)
+
+
+def _coarse(arr: da.Array) -> da.Array:
+    """``arr`` with runs of consecutive blocks joined, about ``TASKS_PER_THREAD`` per
+    worker thread (itself when it has no more)."""
+    sizes = arr.chunks[0]
+    per_block = -(-len(sizes) // (TASKS_PER_THREAD * parallelism()))
+    if per_block <= 1:
+        return arr
+    joined = tuple(sum(sizes[i : i + per_block]) for i in range(0, len(sizes), per_block))
+    return arr.rechunk((joined,))
 
 
 def _per_block(
@@ -132,7 +148,7 @@ def _aligned(values: da.Array, weights: Any) -> da.Array | None:
     if weights is None:
         return None
     w = weights if isinstance(weights, da.Array) else da.from_array(np.asarray(weights))
-    return w.astype(np.float64).rechunk(values.chunks)
+    return w.astype(np.float64).rechunk(values.chunks)  # aligned with the (joined) blocks
 
 
 def order_statistic(values: Any, rank: float, weights: Any = None) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import zarr
+from zarr.core.buffer.cpu import NDBuffer
 
 from ..engine.data import ChunkedData
 from ..errors import (
@@ -248,8 +249,16 @@ class ZarrRows:
         self.ndim = array.ndim
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        return self.read_into(key, None)
+
+    def read_into(self, key: Any, out: np.ndarray | None) -> np.ndarray:
+        """``self[key]``, decoded straight into ``out`` (a possibly strided array of the
+        selection's shape and the array's dtype) when given: no copy of the rows."""
         try:
-            return np.asarray(self.array[key])
+            if out is None:
+                return np.asarray(self.array[key])
+            self.array.get_basic_selection(key, out=NDBuffer.from_numpy_array(out))
+            return out
         except StreammixError:
             raise
         except PermissionError as err:

@@ -65,11 +65,13 @@ class WeightedRows:
     def __getitem__(self, key: Any) -> np.ndarray:
         rows = key[0] if isinstance(key, tuple) else key
         cols = key[1] if isinstance(key, tuple) else slice(None)
-        X = np.asarray(self.data[rows, slice(None)])
-        w = np.asarray(self.weights[rows, slice(None)]).reshape(-1, 1)
-        out = np.empty((X.shape[0], X.shape[1] + 1), dtype=self.dtype)
-        out[:, :-1] = X
-        out[:, -1:] = w
+        start, stop, _ = rows.indices(self.shape[0])
+        out = np.empty((max(0, stop - start), self.shape[1]), dtype=self.dtype)
+        if isinstance(self.data, ZarrRows) and np.dtype(self.data.dtype) == self.dtype:
+            self.data.read_into((rows, slice(None)), out[:, :-1])  # decoded in place
+        else:
+            out[:, :-1] = np.asarray(self.data[rows, slice(None)])
+        out[:, -1] = np.asarray(self.weights[rows, slice(None)]).reshape(-1)
         return out[:, cols]
 
 

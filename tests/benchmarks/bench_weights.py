@@ -51,7 +51,7 @@ def main() -> None:
         zarr.create_array(xz, shape=X.shape, chunks=(args.chunk_rows, args.d), dtype="f8")[:] = X
         zarr.create_array(wz, shape=w.shape, chunks=(args.chunk_rows,), dtype="f8")[:] = w
         print(
-            f"N={args.n:,} D={args.d} K={args.k}, full covariances, float64; seconds per "
+            f"N={args.n:,} D={args.d} K={args.k}, float64; seconds per "
             f"iteration from max_iter={a} and {b}, best of {args.repeats}; {os.cpu_count()} cores"
         )
         for cov in ("full", "diag"):
