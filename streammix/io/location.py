@@ -33,6 +33,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from zarr.core.buffer import default_buffer_prototype
+from zarr.storage import LocalStore
+
 from ..errors import InvalidInputError, InvalidParameterError, StorageError, StreammixError
 
 # Schemes and the streammix extra that installs their filesystem package.
@@ -409,6 +412,8 @@ class Location:
         from zarr.storage import FsspecStore, LocalStore
 
         if self.is_local:
+            if read_only:
+                return LocalReader(self.url, read_only=True)
             return LocalStore(self.url, read_only=read_only)
         with self.errors("open"):
             return FsspecStore.from_url(
@@ -416,6 +421,35 @@ class Location:
                 storage_options=_effective_options(self.protocol, self.storage_options),
                 read_only=read_only,
             )
+
+
+#: Chunk files up to this size are read directly, larger ones in a thread (see
+#: :func:`_local_reader`).
+DIRECT_READ_BYTES = 1 << 20
+
+
+class LocalReader(LocalStore):
+    """Zarr's local store, reading small files without a thread hop.
+
+    Zarr hands every chunk read of a local store to a thread (``asyncio.to_thread``),
+    which costs more than reading a small file: a pass over 1,000,000 x 8 float64 in
+    1,000 chunks of 64 KB read in 0.196 s that way and in 0.114 s reading directly
+    (one process, 2-core machine; the same rows in 10 chunks: 0.062 and 0.049 s).
+    Files up to ``DIRECT_READ_BYTES`` are therefore read in the event loop; larger
+    ones, partial reads and everything else go the store's own way.
+    """
+
+    async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+        if byte_range is not None or not self._is_open:
+            return await super().get(key, prototype, byte_range)
+        path = self.root / key
+        try:
+            if path.stat().st_size > DIRECT_READ_BYTES:
+                return await super().get(key, prototype, byte_range)
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
 
 
 def _reason(err: BaseException) -> str:

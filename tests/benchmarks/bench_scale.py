@@ -11,6 +11,8 @@ cores (``--workers`` to choose). In one run it prints, for the same data:
   end of the first iteration, less one iteration);
 * at W = 2 (or the largest W below it): seconds per iteration with the data in
   ``--few`` and in ``--many`` chunks, and their ratio;
+* at the same W: seconds of an online EM epoch over the same two stores (one
+  update per ``rows / few`` rows) and their ratio;
 * the ratio of ``cache="memory"`` to re-reading every iteration;
 * scikit-learn's ``GaussianMixture`` seconds per iteration on the same rows in
   memory (all cores), and the ratio.
@@ -23,6 +25,7 @@ reports, first iteration excluded.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -80,6 +83,19 @@ def timed_fit(path: str, init: dict[str, Any], k: int, iters: int, cache: Any = 
     per_it = statistics.median(marks[1:]) if len(marks) > 1 else marks[0]
     first = marks[0] + (total - sum(marks))  # set-up before it counts as first-iteration time
     return {"per_it": per_it, "overhead": first - per_it, "means": gm.means_}
+
+
+def online_epoch(
+    path: str, init: dict[str, Any], k: int, batch_rows: int, epochs: int = 3
+) -> float:
+    """Seconds of an ``OnlineGaussianMixture`` epoch (the fastest after the first; chunks
+    in order, ``batch_rows`` rows per update)."""
+    marks = [time.perf_counter()]
+    online = sm.OnlineGaussianMixture(
+        k, batch_size=batch_rows, max_epochs=epochs, shuffle=False, **init
+    )
+    online.fit(path, on_epoch=lambda epoch, model: marks.append(time.perf_counter()))
+    return min(b - a for a, b in itertools.pairwise(marks[1:]))
 
 
 def tasks_per_iteration(path: str, X: np.ndarray, init: dict[str, Any], k: int, w: int) -> int:
@@ -205,6 +221,11 @@ def main() -> None:
                 a, b = best(few), best(many)
                 c = best(many, cache="memory")
                 extra = {"w": w, "few": a["per_it"], "many": b["per_it"], "cache": c["per_it"]}
+                batch = args.rows // args.few
+                extra["online"] = [
+                    min(online_epoch(p, init, k, batch) for _ in range(args.repeats))
+                    for p in (few, many)
+                ]
                 extra["same"] = float(np.max(np.abs(a["means"] - b["means"])))
         t1_strong = t1_strong or s["per_it"]
         t1_weak = t1_weak or wk["per_it"]
@@ -231,6 +252,12 @@ def main() -> None:
             f"W={extra['w']}: {args.few} chunks {extra['few']:.3f} s/it, {args.many} chunks "
             f"{extra['many']:.3f} s/it, ratio {extra['many'] / extra['few']:.2f}; "
             f"max |means difference| {extra['same']:.1e}"
+        )
+        on_few, on_many = extra["online"]
+        print(
+            f"W={extra['w']}: online EM epoch ({args.rows // args.few} rows per update) over "
+            f"{args.few} chunks {on_few:.3f} s, over {args.many} chunks {on_many:.3f} s, "
+            f"ratio {on_many / on_few:.2f}"
         )
         print(
             f"W={extra['w']}: cache='memory' {extra['cache']:.3f} s/it against re-reading "
