@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -361,6 +362,25 @@ def check_destination(path: str | os.PathLike[str] | Location) -> bool:
     return True
 
 
+_ZARR_TEMPORARY = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+@contextlib.contextmanager
+def holding_output(location: Location) -> Iterator[None]:
+    """Hold the lease of an output, first removing what a killed writer of a local
+    output left behind: Zarr writes each local file to a ``<name>.<hex>.partial``
+    temporary and renames it, so a run killed between the two leaves that file (never
+    read as data, but litter that would make two equal outputs differ). No other
+    run writes while the lease is held."""
+    with holding(location):
+        if location.is_local and os.path.isdir(location.url):
+            for folder, _, names in os.walk(location.url):
+                for name in names:
+                    if _ZARR_TEMPORARY.search(name):
+                        os.remove(os.path.join(folder, name))
+        yield
+
+
 @contextlib.contextmanager
 def writing(
     path: str | os.PathLike[str] | Location,
@@ -394,7 +414,7 @@ def writing(
     """
     location = as_location(path)
     location.check_writable()
-    with holding(location):
+    with holding_output(location):
         out, created = RowOutput.prepare(
             location,
             specs,

@@ -71,7 +71,6 @@ from ..errors import (
 from ..estimators import OnlineGaussianMixture, load
 from ..estimators.density import MixtureDensity
 from ..io.inputs import as_chunked, input_id, open_zarr_array
-from ..io.lease import holding
 from ..io.location import Location, StorageOptions, Where, as_location, is_location
 from ..io.modelfile import (
     META_FILE,
@@ -88,6 +87,7 @@ from ..io.outputs import (
     ArraySpec,
     RowOutput,
     check_destination,
+    holding_output,
     member,
     open_output,
 )
@@ -627,7 +627,7 @@ def stream(
     metrics, stop = Metrics(), StopSignal()
     done = rows_done = 0
     reason = "no whole batch waiting" if once else "max_batches"
-    with holding(out_loc), stop.installed(), metrics.serving(metrics_port) as port:
+    with holding_output(out_loc), stop.installed(), metrics.serving(metrics_port) as port:
         if port is not None:
             logger.info("metrics on http://127.0.0.1:%d/metrics", port)
         ds = follower.open_input()
