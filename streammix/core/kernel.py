@@ -106,20 +106,6 @@ def _check_block(xb: np.ndarray, log_norm: np.ndarray, index: np.ndarray) -> Non
     raise UnscorableRow(int(index[np.flatnonzero(~np.isfinite(log_norm))].min()))
 
 
-def weighted_rows(
-    X: np.ndarray, weights: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rows of ``X`` with a positive weight, and their weights as float64 (``X``
-    itself when no weight is zero): a row of weight 0 is a row that is not there."""
-    if weights is None:
-        return X, None
-    w = np.asarray(weights, dtype=np.float64)
-    keep = w > 0
-    if keep.all():
-        return X, w
-    return X[keep], w[keep]
-
-
 @_quiet
 def estep(
     X: np.ndarray,
@@ -148,7 +134,7 @@ def estep(
         Filled with each row's log-likelihood under the first entry of ``preps``
         (what :func:`score_rows` gives, from the same pass as the statistics).
     weights : ndarray of shape (n_rows,), optional
-        Positive row weights (see :func:`weighted_rows`): each row's
+        Positive row weights (see :func:`~streammix.core.stats.weighted_rows`): each row's
         responsibilities and log-likelihood count ``weight`` times, and the
         statistics' row count is the sum of the weights.
 

@@ -194,18 +194,27 @@ def total(parts: Iterable[SufficientStats]) -> SufficientStats:
 Moments = tuple[float, np.ndarray, np.ndarray]
 
 
+def weighted_rows(
+    X: np.ndarray, weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows of ``X`` with a positive weight, and their weights as float64 (``X``
+    itself when no weight is zero): a row of weight 0 is a row that is not there."""
+    if weights is None:
+        return X, None
+    w = np.asarray(weights, dtype=np.float64)
+    keep = w > 0
+    if keep.all():
+        return X, w
+    return X[keep], w[keep]
+
+
 def row_moments(
     X: np.ndarray, offset: int, full: bool = True, weights: np.ndarray | None = None
 ) -> Moments:
     """Count (sum of ``weights``), mean and centred scatter of the rows of ``X``: the
     ``D x D`` scatter matrix, or with ``full=False`` its diagonal (sums of squares).
     The signature of a chunk function (``offset`` is unused)."""
-    x = np.asarray(X, dtype=np.float64)
-    if weights is not None:
-        keep = weights > 0
-        x, w = x[keep], np.asarray(weights, dtype=np.float64)[keep]
-    else:
-        w = None
+    x, w = weighted_rows(np.asarray(X, dtype=np.float64), weights)
     d = x.shape[1]
     if x.shape[0] == 0:
         return 0.0, np.zeros(d), np.zeros((d, d) if full else d)

@@ -27,11 +27,11 @@ import numpy as np
 from .._random import row_uniform
 from ..core.families import CovarianceFamily, Prepared, get_family
 from ..core.frame import Frame
-from ..core.kernel import estep, weighted_rows
+from ..core.kernel import estep
 from ..core.missing import estep_missing
 from ..core.mstep import m_step
 from ..core.params import MixtureParams
-from ..core.stats import SufficientStats
+from ..core.stats import SufficientStats, weighted_rows
 from ..errors import InfiniteEntry, InvalidInputError
 from .data import ChunkedData
 from .init import add_tuples

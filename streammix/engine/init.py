@@ -36,10 +36,10 @@ from .._random import draw_entropy, row_uniform
 from ..core import kmeans
 from ..core.families import CovarianceFamily
 from ..core.frame import Frame, frame_of_parameters, make_frame
-from ..core.kernel import hard_estep, weighted_estep, weighted_rows
+from ..core.kernel import hard_estep, weighted_estep
 from ..core.mstep import m_step
 from ..core.params import MixtureParams
-from ..core.stats import SufficientStats
+from ..core.stats import SufficientStats, weighted_rows
 from ..errors import NonFiniteInput
 from .data import ChunkedData
 

@@ -27,7 +27,8 @@ from ..core.kde_math import (
     sample_rows,
     whiten,
 )
-from ..core.kernel import first_nonfinite_row, weighted_rows
+from ..core.kernel import first_nonfinite_row
+from ..core.stats import weighted_rows
 from ..errors import NonFiniteInput, NonFiniteRow
 from .compute import compute
 from .data import ChunkedData

@@ -25,9 +25,9 @@ import numpy as np
 
 from ..core.families import get_family
 from ..core.frame import Frame
-from ..core.kernel import BLOCK_ROWS, estep, score_rows_masked, weighted_rows
+from ..core.kernel import BLOCK_ROWS, estep, score_rows_masked
 from ..core.params import MixtureParams
-from ..core.stats import SufficientStats
+from ..core.stats import SufficientStats, weighted_rows
 from ..core.stepwise import OnlineSettings, OnlineState, update
 from ..errors import NonFiniteRow, UnscorableRow
 from .compute import single_threaded_blas

@@ -30,10 +30,6 @@ BINS = 1024
 COLLECT = 200_000
 
 
-def _finite(block: np.ndarray) -> np.ndarray:
-    return block[np.isfinite(block)]
-
-
 def _bin_of(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Bin of each value in ``[lo, hi]``; monotone in the value."""
     if hi <= lo:
@@ -115,13 +111,13 @@ def _per_block(
     arr: da.Array, weights: da.Array | None, func: Any, width: int, *args: Any
 ) -> np.ndarray:
     """``func(block, weight_block, *args)`` (a length-``width`` vector) for every block,
-    stacked."""
-    inputs = (arr,) if weights is None else (arr, weights)
+    stacked (``weight_block`` is ``None`` without weights)."""
     parts = da.map_blocks(
         _as_row,
-        *inputs,
-        fn=func,
-        fn_args=args,
+        arr,
+        weights,
+        func,
+        *args,
         dtype=np.float64,
         chunks=((1,) * arr.numblocks[0], (width,)),
         new_axis=1,
@@ -130,18 +126,8 @@ def _per_block(
     return np.asarray(out)
 
 
-def _as_row(
-    block: np.ndarray,
-    wblock: np.ndarray | None = None,
-    *,
-    fn: Any,
-    fn_args: tuple[Any, ...],
-) -> np.ndarray:
-    return np.asarray(fn(block, wblock, *fn_args))[None, :]
-
-
-def _collect(block: np.ndarray, wblock: np.ndarray | None = None, **kw: Any) -> np.ndarray:
-    return _in_bin(block, wblock, kw["lo"], kw["hi"], kw["b"])
+def _as_row(block: np.ndarray, wblock: np.ndarray | None, func: Any, *args: Any) -> np.ndarray:
+    return np.asarray(func(block, wblock, *args))[None, :]
 
 
 def _aligned(values: da.Array, weights: Any) -> da.Array | None:
@@ -167,13 +153,13 @@ def order_statistic(values: Any, rank: float, weights: Any = None) -> float:
         b = min(int(np.searchsorted(cum, rank, side="right")), BINS - 1)
         start = float(cum[b] - bins[b])
         if counts[b] <= COLLECT or hi <= lo:
-            inputs = (arr,) if w is None else (arr, w)
             parts = da.map_blocks(
-                _collect,
-                *inputs,
-                lo=lo,
-                hi=hi,
-                b=b,
+                _in_bin,
+                arr,
+                w,
+                lo,
+                hi,
+                b,
                 dtype=np.float64,
                 chunks=((np.nan,) * arr.numblocks[0], (2,)),
                 new_axis=1,

@@ -29,13 +29,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import dask
+import dask.array as da
 import numpy as np
 
 from ..core.families import Prepared
-from ..core.kernel import estep, score_rows, weighted_rows
+from ..core.kernel import estep, score_rows
 from ..core.mstep import m_step
 from ..core.params import MixtureParams
-from ..core.stats import SufficientStats
+from ..core.stats import SufficientStats, weighted_rows
 from . import quantile
 from .compute import compute
 from .data import ChunkedData
@@ -67,6 +69,9 @@ def kept_threshold(data: ChunkedData, scorer: Prepared, trim: float) -> float:
     weights, ``n`` is their sum and a row counts its weight in the ranks."""
     values = data.map_rows(_scores_chunk, scorer)
     weights = data.weight_column(lazy=True)
+    if isinstance(values, da.Array):
+        # held for the passes of the order statistic, rows read once for both
+        values, weights = dask.persist(values, weights)
     if weights is None:
         total = float(data.n_rows)
     elif isinstance(weights, np.ndarray):
@@ -75,7 +80,7 @@ def kept_threshold(data: ChunkedData, scorer: Prepared, trim: float) -> float:
         (total,) = compute(weights.sum(), label="trim")
     rank = total - math.ceil((1.0 - trim) * total)  # 0-based rank in ascending order
     if not isinstance(values, np.ndarray):
-        return quantile.order_statistic(values.persist(), rank, weights)
+        return quantile.order_statistic(values, rank, weights)
     if weights is None:
         return float(np.partition(values, int(rank))[int(rank)])
     order = np.argsort(values, kind="stable")

@@ -28,8 +28,9 @@ from .._validation import (
 )
 from ..core import conditional, explain, sampling
 from ..core.families import COVARIANCE_TYPES, CovarianceFamily, family_for, get_family
-from ..core.kernel import score_rows, weighted_rows
+from ..core.kernel import score_rows
 from ..core.params import MixtureParams
+from ..core.stats import weighted_rows
 from ..engine import scoring as engine_score
 from ..engine.data import ChunkedData
 from ..errors import CholeskyFailure, InvalidParameterError

@@ -164,7 +164,7 @@ class KernelDensity(Estimator):
         weight_total: float,
     ) -> None:
         self._reference = data
-        self.reference_ = data.array[:, : data.n_features] if data.weighted else data.array
+        self.reference_ = data.features().array
         self.reference_path_ = path
         self.n_samples_fit_ = data.n_rows
         # the density's normaliser: the rows, or the sum of their weights

@@ -409,7 +409,7 @@ class Location:
     # ------------------------------------------------------------------ zarr
     def zarr_store(self, read_only: bool = True) -> Any:
         """A Zarr store rooted here (Zarr's own local store for local paths)."""
-        from zarr.storage import FsspecStore, LocalStore
+        from zarr.storage import FsspecStore
 
         if self.is_local:
             if read_only:
@@ -424,7 +424,7 @@ class Location:
 
 
 #: Chunk files up to this size are read directly, larger ones in a thread (see
-#: :func:`_local_reader`).
+#: :class:`LocalReader`).
 DIRECT_READ_BYTES = 1 << 20
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -175,14 +175,13 @@ class ParquetSource:
             No Parquet file, unreadable footers, no numeric column, a named column
             missing or not numeric, files whose schemas disagree.
         """
-        pa = _pyarrow()
+        _pyarrow()  # a clear error when pyarrow is missing
         import pyarrow.parquet as pq
 
         files = dataset_files(loc)
         if not files:
             raise InvalidInputError(f"No Parquet files at '{loc}'.")
         parts = []
-        schema = None
         for f in files:
             try:
                 with f.errors():
@@ -197,26 +196,42 @@ class ParquetSource:
                 raise InvalidInputError(
                     f"'{f}' is not a readable Parquet file ({type(err).__name__}: {err})."
                 ) from None
-            if schema is None:
-                schema = md.schema.to_arrow_schema()
             parts.append(
                 ParquetPart(
                     f, md, tuple(md.row_group(g).num_rows for g in range(md.num_row_groups))
                 )
             )
-        assert schema is not None
-        chosen = cls._columns(pa, schema, columns, loc)
-        for part in parts:
+        return cls(loc, tuple(parts), (), np.dtype(np.float64)).select(columns)
+
+    @property
+    def schema(self) -> Any:
+        """The Arrow schema of the first file."""
+        return self.parts[0].metadata.schema.to_arrow_schema()
+
+    def select(self, columns: Sequence[str] | None) -> ParquetSource:
+        """The same files with ``columns`` (default: every numeric one), checked in
+        every file's footer as already read.
+
+        Raises
+        ------
+        InvalidInputError
+            No numeric column, a named column missing or not numeric in some file.
+        """
+        pa = _pyarrow()
+        schema = self.schema
+        chosen = self._columns(pa, schema, columns, self.location)
+        for part in self.parts:
             other = part.metadata.schema.to_arrow_schema()
             for name in chosen:
                 if other.get_field_index(name) < 0 or not _numeric(pa, other.field(name).type):
                     raise InvalidInputError(
                         f"'{part.location}' has no numeric column {name!r}, which the first "
-                        f"file of '{loc}' has; every file of a dataset needs the same columns."
+                        f"file of '{self.location}' has; every file of a dataset needs the "
+                        "same columns."
                     )
         types = [schema.field(n).type for n in chosen]
         dtype = np.dtype(np.float32 if all(pa.types.is_float32(t) for t in types) else np.float64)
-        return cls(loc, tuple(parts), chosen, dtype)
+        return replace(self, columns=chosen, dtype=dtype)
 
     @staticmethod
     def _columns(

@@ -202,6 +202,11 @@ def with_sample_weight(
         raise InvalidInputError(
             f"sample_weight has {n} values but X has {data.n_rows} rows; give one weight per row."
         )
+    return _checked_join(data, source)
+
+
+def _checked_join(data: ChunkedData, source: Any) -> ChunkedData:
+    """:func:`join` after :func:`check_weights` of ``source``, read chunked like ``data``."""
     check_weights(_as_chunked_weights(source, data.row_chunks))
     return join(data, source)
 
@@ -243,9 +248,7 @@ def as_weighted(
     if isinstance(sample_weight, str) and is_location(X):
         column = _parquet_column(X, sample_weight, columns, storage_options)
         if column is not None:
-            data, weights = column
-            check_weights(_as_chunked_weights(weights, data.row_chunks))
-            return join(data, weights)
+            return _checked_join(*column)
     data = as_chunked(
         X, array=array, allow_nan=allow_nan, columns=columns, storage_options=storage_options
     )
@@ -262,9 +265,8 @@ def _parquet_column(
     loc = as_location(X, storage_options)
     if zarr_metadata(loc) is not None or not parquet.is_parquet(loc):
         return None
-    everything = parquet.ParquetSource.open(loc, columns)
-    schema = everything.parts[0].metadata.schema.to_arrow_schema()
-    if schema.get_field_index(name) < 0:
+    everything = parquet.ParquetSource.open(loc, columns)  # the footers, read once
+    if everything.schema.get_field_index(name) < 0:
         return None
     if columns and name in columns:
         raise InvalidInputError(
@@ -275,7 +277,7 @@ def _parquet_column(
         raise InvalidInputError(
             f"The Parquet data at '{loc}' have no numeric column besides the weights {name!r}."
         )
-    data = parquet.ParquetSource.open(loc, features).chunked()
-    source = parquet.ParquetSource.open(loc, [name])
+    data = everything.select(features).chunked()
+    source = everything.select([name])
     rows = parquet.ParquetRows(source.parts, source.columns, np.dtype(np.float64), data.source)
     return data, _Flat(rows)
