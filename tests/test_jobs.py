@@ -76,6 +76,8 @@ def test_interrupted_score_is_finished_by_a_rerun(fitted):
     # and the temporaries of Zarr writes the kill interrupted (renamed when complete)
     (partial / "log_likelihood" / "c" / f"4.{'a' * 32}.partial").write_bytes(b"half")
     (partial / "_done" / "component" / f"zarr.{'0' * 32}.partial").write_bytes(b"{")
+    # and the temporary of one of streammix's own renamed writes
+    (partial / f".zarr.json.tmp-{'b' * 32}").write_bytes(b"{")
     summary = score_jobs.score(data, model, partial)
     assert summary["chunks_written"] == 5
     assert tree_digest(partial) == tree_digest(full)

@@ -491,6 +491,26 @@ def _effective_options(protocol: str, options: Mapping[str, Any]) -> dict[str, A
     return kwargs
 
 
+# Temporaries of local writes that are renamed when complete: streammix's own
+# (``.<name>.tmp-<hex>``) and those of Zarr's local store (``<name>.<hex>.partial``).
+_WRITE_TEMPORARY = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$|\.[0-9a-f]{32}\.partial$")
+
+
+def is_write_temporary(name: str) -> bool:
+    """Whether a local file name is the temporary of a write not yet renamed into
+    place (left behind when the writer was killed in between).
+
+    Examples
+    --------
+    >>> hex32 = "0" * 32
+    >>> is_write_temporary(f".current.tmp-{hex32}"), is_write_temporary(f"0.{hex32}.partial")
+    (True, True)
+    >>> is_write_temporary("current"), is_write_temporary("zarr.json")
+    (False, False)
+    """
+    return _WRITE_TEMPORARY.search(name) is not None
+
+
 def _write_local_atomic(path: str, data: bytes) -> None:
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)

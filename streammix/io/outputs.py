@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +53,7 @@ import zarr
 from ..engine.data import ChunkedData
 from ..errors import InvalidInputError, InvalidParameterError, OutputConflictError, StreammixError
 from .lease import holding
-from .location import Location, as_location
+from .location import Location, as_location, is_write_temporary
 
 Progress = Callable[[int, int], None]
 
@@ -362,21 +361,19 @@ def check_destination(path: str | os.PathLike[str] | Location) -> bool:
     return True
 
 
-_ZARR_TEMPORARY = re.compile(r"\.[0-9a-f]{32}\.partial$")
-
-
 @contextlib.contextmanager
 def holding_output(location: Location) -> Iterator[None]:
     """Hold the lease of an output, first removing what a killed writer of a local
-    output left behind: Zarr writes each local file to a ``<name>.<hex>.partial``
-    temporary and renames it, so a run killed between the two leaves that file (never
-    read as data, but litter that would make two equal outputs differ). No other
-    run writes while the lease is held."""
+    output left behind: local files are written to a temporary and renamed (by Zarr,
+    and by streammix for pointers and states; see
+    :func:`~streammix.io.location.is_write_temporary`), so a run killed between the
+    two leaves the temporary (never read as data, but litter that would make two
+    equal outputs differ). No other run writes while the lease is held."""
     with holding(location):
         if location.is_local and os.path.isdir(location.url):
             for folder, _, names in os.walk(location.url):
                 for name in names:
-                    if _ZARR_TEMPORARY.search(name):
+                    if is_write_temporary(name):
                         os.remove(os.path.join(folder, name))
         yield
 
