@@ -28,6 +28,7 @@ from .._validation import (
 )
 from ..core import conditional, explain, sampling
 from ..core.families import COVARIANCE_TYPES, CovarianceFamily, family_for, get_family
+from ..core.feature_mixtures import RowScorer
 from ..core.kernel import score_rows
 from ..core.params import MixtureParams
 from ..core.stats import weighted_rows
@@ -215,6 +216,12 @@ class MixtureDensity(Estimator):
         """The mixture and the constant whose log-density plus that constant is
         :meth:`score_samples`: what jobs score rows with (``params_`` and 0 here)."""
         return self.params_, 0.0
+
+    def row_scorer(self, data: ChunkedData) -> RowScorer:
+        """What jobs score ``data``'s rows with, chunk by chunk: :meth:`score_samples`
+        and the most likely component."""
+        params, constant = self.scoring_params()
+        return RowScorer(engine_score.prepare_for(params, data), constant)
 
     def _set_params(self, params: MixtureParams, n_features: int, dtype: Any = np.float64) -> None:
         """Take ``params`` as the fitted attributes, in ``dtype`` (the training data's)."""

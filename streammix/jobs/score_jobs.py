@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..core.families import Prepared
+from ..core.feature_mixtures import RowScorer
 from ..core.kernel import score_rows_masked
 from ..engine import quantile as quantiles
 from ..engine.compute import map_indices
@@ -58,15 +59,12 @@ def _score_task(
     X: np.ndarray,
     offset: int,
     chunk: int,
-    prep: Prepared,
+    scorer: RowScorer,
     out: OutputArrays,
     on_invalid: str,
     with_component: bool,
-    constant: float = 0.0,
 ) -> tuple[int, int]:
-    ll, label = score_rows_masked(X, prep)
-    if constant:
-        ll += constant  # a model whose scores are a mixture's log-density plus a constant
+    ll, label = scorer(X)
     bad = np.isnan(ll)
     if bad.any() and on_invalid == "error":
         row = int(np.flatnonzero(bad)[0])
@@ -139,16 +137,13 @@ def _score_pass(
     if not todo:
         return 0
     output.mark_incomplete()
-    params, offset = model.scoring_params()
-    prep = prepare_for(params, data)
     try:
         results = data.map_chunks(
             _score_task,
-            prep,
+            model.row_scorer(data),
             output.arrays(),
             on_invalid,
             with_component,
-            offset,
             chunks=todo,
             progress=progress,
             label="score",
