@@ -114,7 +114,7 @@ def test_explanations_point_at_the_unusual_feature():
     X = rng.normal(size=(4000, 4))
     X[:, 1] = X[:, 0] + 0.1 * rng.normal(size=4000)  # feature 1 follows feature 0
     X[0] = [2.0, -2.0, 0.0, 0.0]  # each value ordinary alone, not together
-    det = sm.OutlierDetector(random_state=0).fit(X)
+    det = sm.OutlierDetector(n_components=1, random_state=0).fit(X)
     e = det.explain(X[:1])
     assert e["top_features"][0, 0] in (0, 1)
     assert np.abs(e["zscores"][0, :2]).min() > 5 and np.abs(e["zscores"][0, 2:]).max() < 3

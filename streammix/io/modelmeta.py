@@ -241,6 +241,18 @@ STREAM_HISTORY = table(
     required=("batch", "rows", "log_likelihood", "flagged_share"),
 )
 HYPERPARAMETERS = table({}, open_values=scalar)
+# An outlier detector's score: ``joint * log p(x) + features * log q(x) + constant``,
+# ``q`` the per-feature mixtures of ``feature_components`` components (saved as the
+# arrays ``feature_weights``, ``feature_means`` and ``feature_variances``).
+DETECTOR_SCORE = table(
+    {
+        "joint": number(0.0, low_open=True),
+        "features": number(0.0),
+        "constant": number(),
+        "feature_components": integer(1),
+    },
+    required=("joint", "features", "constant", "feature_components"),
+)
 # A variational mixture's resolved scalar priors, and whether the array priors (saved
 # as the arrays ``mean_prior`` and ``covariance_prior``) were given or taken from data.
 VARIATIONAL = table(
@@ -336,6 +348,7 @@ finite number; got '-10'.
         required.append("online")
     if kind == "OutlierDetector":
         fields["calibration"] = CALIBRATION
+        fields["score"] = optional(DETECTOR_SCORE)
         required.append("calibration")
     if kind == "BayesianGaussianMixture":
         fields["variational"] = VARIATIONAL
@@ -389,6 +402,11 @@ def _check_mixture_arrays(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarr
     state["state_frame_shift"] = (d,)
     if meta.get("kind") == "BayesianGaussianMixture":
         shapes.update(_variational_shapes(meta, family, k, d))
+    combined = meta.get("score") if meta.get("kind") == "OutlierDetector" else None
+    if combined is not None:
+        m = int(combined["feature_components"])
+        for name in ("feature_weights", "feature_means", "feature_variances"):
+            shapes[name] = (d, m)
     for name in arrays:
         if name not in shapes and not (
             meta.get("kind") == "OnlineGaussianMixture" and name.startswith("state_")

@@ -198,6 +198,19 @@ ESTIMATOR_OPTIONS: tuple[Option, ...] = (
         "Standardise every feature before fitting.",
         "Outlier detector",
     ),
+    _param(
+        "feature_weight",
+        NUMBER,
+        "Weight of the per-feature mixtures' standardised log-likelihood in the score "
+        "(0: the joint mixture's log-likelihood alone).",
+        "Outlier detector",
+    ),
+    _param(
+        "feature_components",
+        INTEGER,
+        "Components of each feature's own one-dimensional mixture.",
+        "Outlier detector",
+    ),
 )
 
 
