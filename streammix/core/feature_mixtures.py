@@ -24,7 +24,7 @@ from .families import Prepared
 from .kernel import score_rows, score_rows_masked
 
 #: Entries (rows x features x components) of one block of the E-step's arrays.
-BLOCK_ENTRIES = 1 << 21
+BLOCK_ENTRIES = 1 << 16
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
@@ -70,33 +70,30 @@ def _block_rows(n_features: int, n_components: int) -> int:
     return max(1, BLOCK_ENTRIES // max(1, n_features * n_components))
 
 
-def _log_terms(x: np.ndarray, mix: FeatureMixtures) -> np.ndarray:
-    """``log w_jm + log N(x_ij | mu_jm, var_jm)``, shape ``(components, rows,
-    features)``: components first, so that the sums over them are elementwise."""
+def _terms(x: np.ndarray, mix: FeatureMixtures) -> tuple[np.ndarray, np.ndarray]:
+    """``x_ij - mu_jm`` and ``log w_jm + log N(x_ij | mu_jm, var_jm)``, each of shape
+    ``(components, rows, features)``: components first, so that the sums over
+    them are elementwise."""
     with np.errstate(divide="ignore"):
         log_w = np.log(mix.weights)
-    const = (log_w - 0.5 * (_LOG_2PI + np.log(mix.variances))).T
-    half_precision = (0.5 / mix.variances).T
-    out = np.empty((mix.n_components, *x.shape))
-    for k in range(mix.n_components):
-        np.subtract(x, mix.means[:, k], out=out[k])
-        np.square(out[k], out=out[k])
-        out[k] *= -half_precision[k]
-        out[k] += const[k]
-    return out
+    # (components, 1, features), contiguous along the features as ``x`` is
+    const = np.ascontiguousarray((log_w - 0.5 * (_LOG_2PI + np.log(mix.variances))).T)
+    half_precision = np.ascontiguousarray((0.5 / mix.variances).T)
+    diff = x[None, :, :] - np.ascontiguousarray(mix.means.T)[:, None, :]
+    terms = diff * diff
+    terms *= half_precision[:, None, :]
+    np.subtract(const[:, None, :], terms, out=terms)
+    return diff, terms
 
 
-def _logsumexp(terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Log of the sum over the first axis, and the normalised terms
-    (responsibilities, in place of ``terms``)."""
+def _exp_shifted(terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``exp(terms - top)`` in place of ``terms``, its sum over the first axis and
+    ``top`` (the largest term, 0 where none is finite)."""
     top = terms.max(axis=0)
     top[~np.isfinite(top)] = 0.0
     terms -= top
     np.exp(terms, out=terms)
-    total = terms.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms /= total
-        return np.log(total) + top, terms
+    return terms.sum(axis=0), top
 
 
 def feature_log_density(X: np.ndarray, mix: FeatureMixtures) -> np.ndarray:
@@ -108,8 +105,9 @@ def feature_log_density(X: np.ndarray, mix: FeatureMixtures) -> np.ndarray:
     step = _block_rows(mix.n_features, mix.n_components)
     for start in range(0, n, step):
         xb = np.asarray(X[start : start + step], dtype=np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):
-            per_feature, _ = _logsumexp(_log_terms(xb, mix))
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            total, top = _exp_shifted(_terms(xb, mix)[1])
+            per_feature = np.log(total) + top
             out[start : start + len(xb)] = per_feature.sum(axis=1)
     out[~np.isfinite(out)] = np.nan
     return out
@@ -131,7 +129,11 @@ def feature_estep(
     step = _block_rows(d, m)
     for start in range(0, X.shape[0], step):
         xb = np.asarray(X[start : start + step], dtype=np.float64)
-        log_norm, resp = _logsumexp(_log_terms(xb, mix))
+        diff, resp = _terms(xb, mix)
+        total, top = _exp_shifted(resp)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            resp /= total
+            log_norm = np.log(total) + top
         if weights is None:
             count += float(xb.shape[0])
             loglik += float(log_norm.sum())
@@ -140,12 +142,10 @@ def feature_estep(
             resp *= wb[:, None]
             count += float(wb.sum())
             loglik += float(wb @ log_norm.sum(axis=1))
-        for k in range(m):
-            diff = xb - mix.means[:, k]
-            weighted = resp[k] * diff
-            s0[k] += resp[k].sum(axis=0)
-            s1[k] += weighted.sum(axis=0)
-            s2[k] += np.einsum("ij,ij->j", weighted, diff)
+        s0 += resp.sum(axis=1)
+        resp *= diff
+        s1 += resp.sum(axis=1)
+        s2 += np.einsum("kij,kij->kj", resp, diff)
     return count, loglik, s0.T.copy(), s1.T.copy(), s2.T.copy()
 
 

@@ -21,7 +21,8 @@ them when the mean log-likelihood of the kept rows changes by less than it.
 
 Every step is two passes over the chunks (the order statistic, then the
 statistics of the kept rows), so a fit reads the data at most ``2 max_steps``
-times.
+times. Rows held in memory are scored once per step: the second pass keeps
+rows by the scores of the first.
 """
 
 from __future__ import annotations
@@ -54,7 +55,25 @@ def _kept_estep(
 ) -> tuple[SufficientStats, ...]:
     """Statistics (under ``prep``) of the rows whose log-likelihood under ``scorer``
     is at least ``threshold``."""
-    keep = score_rows(X, scorer) >= threshold
+    return _estep_of(X, score_rows(X, scorer) >= threshold, prep, weights)
+
+
+def _scored_kept_estep(
+    X: np.ndarray,
+    offset: int,
+    scores: np.ndarray,
+    prep: Prepared,
+    threshold: float,
+    weights: np.ndarray | None = None,
+) -> tuple[SufficientStats, ...]:
+    """:func:`_kept_estep` for rows held in memory, whose log-likelihoods
+    ``scores`` (all rows') the threshold came from: not computed again."""
+    return _estep_of(X, scores[offset : offset + X.shape[0]] >= threshold, prep, weights)
+
+
+def _estep_of(
+    X: np.ndarray, keep: np.ndarray, prep: Prepared, weights: np.ndarray | None
+) -> tuple[SufficientStats, ...]:
     X, w = weighted_rows(X[keep], None if weights is None else weights[keep])
     return estep(X, (prep,), weights=w)
 
@@ -63,11 +82,11 @@ def _scores_chunk(X: np.ndarray, offset: int, scorer: Prepared) -> np.ndarray:
     return score_rows(X, scorer)
 
 
-def kept_threshold(data: ChunkedData, scorer: Prepared, trim: float) -> float:
-    """The log-likelihood of the ``ceil((1 - trim) n)``-th most likely row, computed
-    exactly as the kept rows are chosen (same kernel constants, same frame). With
-    weights, ``n`` is their sum and a row counts its weight in the ranks."""
-    values = data.map_rows(_scores_chunk, scorer)
+def kept_threshold(data: ChunkedData, values: np.ndarray | da.Array, trim: float) -> float:
+    """The log-likelihood of the ``ceil((1 - trim) n)``-th most likely row, from every
+    row's log-likelihood ``values`` (computed exactly as the kept rows are chosen:
+    same kernel constants, same frame). With weights, ``n`` is their sum and a row
+    counts its weight in the ranks."""
     weights = data.weight_column(lazy=True)
     if isinstance(values, da.Array):
         # held for the passes of the order statistic, rows read once for both
@@ -146,10 +165,16 @@ def trimmed_fit(
     previous = -math.inf
     for step in range(1, max_steps + 1):
         scorer = params.prepare(frame, data.dtype)
-        threshold = kept_threshold(data, scorer, trim)
-        (stats,) = data.map_reduce(
-            _kept_estep, scorer, scorer, threshold, combine=add_tuples, label="trim"
-        )
+        values = data.map_rows(_scores_chunk, scorer)
+        threshold = kept_threshold(data, values, trim)
+        if isinstance(values, np.ndarray):  # rows in memory: their scores are at hand
+            (stats,) = data.map_reduce(
+                _scored_kept_estep, values, scorer, threshold, combine=add_tuples, label="trim"
+            )
+        else:
+            (stats,) = data.map_reduce(
+                _kept_estep, scorer, scorer, threshold, combine=add_tuples, label="trim"
+            )
         new = m_step(stats, params.family, reg_covar, on_degenerate)
         lighter = without_light_component(new, min_weight)
         if lighter is not None:
