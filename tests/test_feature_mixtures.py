@@ -121,6 +121,9 @@ def test_the_score_is_the_fixed_combination_of_two_log_likelihoods():
     )
     assert det.score(X) == pytest.approx(0.0, abs=1e-9)
     assert np.mean(det.score_samples(X) < det.threshold_) == pytest.approx(0.1, abs=0.002)
+    # the threshold fit takes from the rows' log-likelihoods at hand is calibrate's
+    fitted = det.threshold_
+    assert det.calibrate(X, 0.1) == fitted and det.offset_ == fitted
     with pytest.raises(sm.InvalidParameterError, match="feature_weight=0"):
         det.bic(X)
     plain = sm.OutlierDetector(feature_weight=0, random_state=0).fit(X)
@@ -136,6 +139,15 @@ def test_lazy_and_zarr_input_give_the_numpy_detector(tmp_path):
     b = sm.OutlierDetector(random_state=0).fit(da.from_array(X, chunks=(700, 4)))
     np.testing.assert_allclose(b.feature_mixtures_.means, a.feature_mixtures_.means, rtol=1e-9)
     np.testing.assert_allclose(b.score_coefficients_, a.score_coefficients_, rtol=1e-9)
+    assert b.threshold_ == pytest.approx(a.threshold_, rel=1e-12)
+    w = np.random.default_rng(1).integers(0, 4, len(X)).astype(float)
+    c = sm.OutlierDetector(random_state=0).fit(X, sample_weight=w)
+    d = sm.OutlierDetector(random_state=0).fit(
+        da.from_array(X, chunks=(700, 4)), sample_weight=da.from_array(w, chunks=700)
+    )
+    assert d.threshold_ == pytest.approx(c.threshold_, rel=1e-12)
+    fitted = c.threshold_
+    assert c.calibrate(X, 0.1, w) == fitted
     lazy = b.score_samples(da.from_array(X, chunks=(900, 4)))
     assert isinstance(lazy, da.Array)
     np.testing.assert_allclose(lazy.compute(), a.score_samples(X), rtol=1e-9)

@@ -16,7 +16,9 @@ Procedure
    ``"auto"`` rule (fewer than five training rows per feature is wide),
    checked below against the sets' shapes, so a candidate of the default
    recipe is a triple (narrow setting, wide setting, one feature weight for
-   both).
+   both). The bounds on the passes (``START_ITERATIONS``, ``TRIM_TOL`` and
+   ``FEATURE_ITERATIONS`` of ``streammix/estimators/outlier_detector.py``) are
+   fixed in every candidate: they were set for fit time, not selected here.
 2. Leave one dataset out: for each of the 29 sets, a triple is chosen on the
    other 28 and its score on the held-out set is reported. The rule: among the
    triples no set of the 28 scores more than ``WORST`` (5) points below
