@@ -155,11 +155,11 @@ class OutlierDetector(MixtureDensity):
     results; the candidates too were designed with the 29 sets in view. The
     triple chosen on all 29 is the default (three components, rank 16,
     ``feature_weight`` 0.5): in-sample 73.23 (worst SpamBase -3.30) and
-    86.13. In the same run, fitting and scoring (three seeds) took 0.54 times
+    86.13. In the same run, fitting and scoring (three seeds) took 0.52 times
     as long as the previous recipe (one full component, no per-feature part)
-    over all 29 sets; per set the median ratio was 1.08 and the largest 2.54
-    (musk: 0.41 s against 0.16 s per fit, three full components in 166
-    dimensions).
+    over all 29 sets; per set the median ratio was 0.96 and the largest 2.60
+    (musk: 0.42 s against 0.16 s per fit, three full components in 166
+    dimensions; an earlier run of the same code gave 0.54, 1.08 and 2.54).
 
     The bounds on the passes (``START_ITERATIONS`` 5, ``FEATURE_ITERATIONS``
     10, ``tol`` 0.01) are not the selection's. The selection was first run with
