@@ -215,8 +215,14 @@ class RowScorer:
     features: float = 0.0
 
     def _combine(self, ll: np.ndarray, X: np.ndarray) -> np.ndarray:
-        if self.mixtures is not None:
-            ll = self.joint * ll + self.features * feature_log_density(X, self.mixtures)
+        per_feature = None if self.mixtures is None else feature_log_density(X, self.mixtures)
+        return self.from_parts(ll, per_feature)
+
+    def from_parts(self, ll: np.ndarray, per_feature: np.ndarray | None) -> np.ndarray:
+        """The scores of rows whose joint log-likelihoods ``ll`` and per-feature ones
+        ``per_feature`` (``None`` without ``mixtures``) are already computed."""
+        if per_feature is not None:
+            ll = self.joint * ll + self.features * per_feature
         return ll + self.constant if self.constant else ll
 
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

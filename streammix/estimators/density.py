@@ -514,14 +514,18 @@ class MixtureDensity(Estimator):
 
         Rows scoring below it are outliers; the threshold is saved with the model.
         """
-        from ..engine.quantile import quantile
-
         if not 0.0 < contamination <= 0.5:
             raise InvalidParameterError(f"contamination must be in (0, 0.5]; got {contamination}.")
         data = as_weighted(X, sample_weight)
         scores = self.score_samples(data)
-        value = quantile(scores, contamination, data.weight_column(lazy=True))
-        self.threshold_ = float(value)
+        return self._calibrated(scores, contamination, data.weight_column(lazy=True))
+
+    def _calibrated(self, scores: Any, contamination: float, weights: Any) -> float:
+        """Set ``threshold_`` to the ``contamination`` quantile of the rows' ``scores``
+        (weighted by ``weights``, ``None`` for none)."""
+        from ..engine.quantile import quantile
+
+        self.threshold_ = float(quantile(scores, contamination, weights))
         self.threshold_info_ = {"contamination": float(contamination), "source": "fit data"}
         return self.threshold_
 

@@ -34,7 +34,6 @@ from ..core.stats import merge_moments, row_moments
 from ..engine.compute import blas_guarded
 from ..engine.data import ChunkedData
 from ..engine.init import draw_sample
-from ..engine.quantile import quantile
 from ..engine.scoring import prepare_for
 from ..engine.trimmed import trimmed_fit
 from ..errors import ConvergenceWarning, InvalidInputError, InvalidParameterError
@@ -362,20 +361,14 @@ class OutlierDetector(MixtureDensity):
         self._set_history(converged, steps, [], float("nan"))
         self.feature_mixtures_: FeatureMixtures | None = None
         self.score_coefficients_ = (1.0, 0.0, 0.0)
-        pairs = None
+        scores = None
         if self.feature_weight > 0:
             mixtures = self._fit_features(z, rng).rescaled(center, scale)
-            pairs = self._combine(data, mixtures)
-        if pairs is None:
+            scores = self._combine(data, mixtures)
+        if scores is None:
             self.calibrate(data, float(self.contamination))
-        else:  # rows in memory: the threshold from the log-likelihoods at hand
-            joint, features, constant = self.score_coefficients_
-            scores = joint * pairs[:, 0] + features * pairs[:, 1]
-            if constant:
-                scores += constant
-            weights = data.weight_column()
-            self.threshold_ = float(quantile(scores, float(self.contamination), weights))
-            self.offset_ = self.threshold_
+        else:  # rows in memory: the threshold from the scores at hand
+            self._calibrated(scores, float(self.contamination), data.weight_column())
         self.threshold_info_ = {
             "contamination": float(self.contamination),
             "source": "OutlierDetector fit",
@@ -405,8 +398,8 @@ class OutlierDetector(MixtureDensity):
         over the training rows (one pass): both log-likelihoods then count on the
         same scale whatever the number of features.
 
-        Returns the rows' ``(log p, log q)`` for rows in memory (``None`` for lazy
-        data), from which the threshold is taken without scoring them again.
+        Returns the rows' scores for rows in memory (``None`` for lazy data), from
+        which the threshold is taken without scoring them again.
         """
         prep = prepare_for(self.params_, data)
         pairs = None
@@ -426,7 +419,9 @@ class OutlierDetector(MixtureDensity):
             float(features),
             float(-(joint * mean[0] + features * mean[1])),
         )
-        return pairs
+        if pairs is None:
+            return None
+        return self._scorer(prep).from_parts(pairs[:, 0], pairs[:, 1])
 
     def _standardisation(self, data: ChunkedData) -> tuple[np.ndarray, np.ndarray, float]:
         """Centre and scale of the features, and the rows (sum of weights)."""
@@ -459,10 +454,9 @@ class OutlierDetector(MixtureDensity):
         cov = family.rescaled(params.covariances, scale)
         return MixtureParams.from_covariances(family, params.weights, means, cov)
 
-    def calibrate(self, X: Any, contamination: float, sample_weight: Any = None) -> float:
-        value = super().calibrate(X, contamination, sample_weight)
-        self.offset_ = value
-        return value
+    def _calibrated(self, scores: Any, contamination: float, weights: Any) -> float:
+        self.offset_ = super()._calibrated(scores, contamination, weights)
+        return self.offset_
 
     # ----------------------------------------------------------------- scores
     def _combined(self) -> bool:
@@ -472,8 +466,11 @@ class OutlierDetector(MixtureDensity):
         """What scores ``data``'s rows: :meth:`score_samples` chunk by chunk."""
         if not self._combined():
             return super().row_scorer(data)
+        return self._scorer(prepare_for(self.params_, data))
+
+    def _scorer(self, prep: Any) -> RowScorer:
+        """The combined score with the joint mixture prepared in ``prep``."""
         joint, features, constant = self.score_coefficients_
-        prep = prepare_for(self.params_, data)
         return RowScorer(prep, constant, joint, self.feature_mixtures_, features)
 
     def score_samples(self, X: Any) -> Any:
